@@ -1,0 +1,26 @@
+"""NCCN prostate risk groups (NCCN Guidelines, prostate cancer, initial risk stratification).
+
+Simplified to the fields the context holds: biopsy core counts and PSA density are
+not recorded, so "very low" is reported as "low".
+"""
+from __future__ import annotations
+
+HIGH_RISK_GROUPS = ("high", "very_high")
+
+
+def nccn_risk_group(context: dict) -> str | None:
+    """Return 'low' | 'intermediate' | 'high' | 'very_high', or None when T, PSA or grade is missing."""
+    t = context.get("t_stage")
+    psa = context.get("psa")
+    gg = context.get("isup_grade_group")
+    primary = context.get("gleason_primary")
+    if t is None or psa is None or gg is None:
+        return None
+    high_features = sum([t == "T3a", gg >= 4, psa > 20])
+    if t in ("T3b", "T4") or primary == 5 or high_features >= 2:
+        return "very_high"
+    if high_features == 1 or t == "T3":
+        return "high"
+    if t in ("T2b", "T2c") or gg in (2, 3) or 10 <= psa <= 20:
+        return "intermediate"
+    return "low"

@@ -1,0 +1,1 @@
+"""Validation studies (Django app): multi-site runs, per-case metric rows, summaries and plotly reports."""

@@ -1,0 +1,2 @@
+"""URL routes of the DICOMweb server (PS3.18)."""
+urlpatterns = []

@@ -1,0 +1,1 @@
+"""Jobs (inference, what-if, batch, training) and the websocket consumers that stream them."""

@@ -1,0 +1,2 @@
+"""Websocket URL routes for job and case events."""
+websocket_urlpatterns = []

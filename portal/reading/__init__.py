@@ -1,0 +1,1 @@
+"""Blinded expert-rubric scoring of contours (reading studies)."""
