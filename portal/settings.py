@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "portal.cases",
     "portal.jobs",
     "portal.reading",
+    "portal.web",
     "evaluation.studies",
 ]
 

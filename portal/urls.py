@@ -18,4 +18,5 @@ urlpatterns = [
     path("reading/", include("portal.reading.urls")),
     path("studies/", include("evaluation.studies.urls")),
     path("", include("portal.cases.urls")),
+    path("", include("portal.web.urls")),
 ]

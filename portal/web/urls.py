@@ -1,0 +1,2 @@
+"""Browser page routes."""
+urlpatterns = []
