@@ -75,6 +75,8 @@ class Instance(models.Model):
     pixel_length = models.BigIntegerField(null=True, blank=True)
     number_of_frames = models.IntegerField(default=1)
     metadata = models.JSONField(default=dict)  # DICOM JSON (PS3.18 F.2) without bulk data
+    # SHA-256 of the file as uploaded (before de-identification): an identical re-upload is recognised and skipped.
+    source_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

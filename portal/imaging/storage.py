@@ -65,11 +65,16 @@ def write_bytes_atomic(relative: str, data: bytes) -> Path:
     return path
 
 
-def save_mask(relative: str, mask: np.ndarray) -> Path:
-    """Store a boolean mask ([slice, row, column] on its CT grid) compressed."""
+def encode_mask(mask: np.ndarray) -> bytes:
+    """The bytes ``save_mask`` stores (lets ingest stage a mask before moving it into the store)."""
     buf = io.BytesIO()
     np.savez_compressed(buf, mask=np.packbits(mask.astype(bool), axis=None), shape=np.asarray(mask.shape))
-    return write_bytes_atomic(relative, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_mask(relative: str, mask: np.ndarray) -> Path:
+    """Store a boolean mask ([slice, row, column] on its CT grid) compressed."""
+    return write_bytes_atomic(relative, encode_mask(mask))
 
 
 def load_mask(relative: str) -> np.ndarray:

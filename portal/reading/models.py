@@ -8,6 +8,7 @@ case). The source of a contour (model name, checkpoint, job) lives on
 from django.conf import settings
 from django.db import models
 
+from portal.accounts.models import Site
 from portal.cases.models import Case
 from portal.imaging.models import Series
 
@@ -56,6 +57,7 @@ class ReadingStudy(models.Model):
         CLOSED = "closed", "Closed"
 
     name = models.CharField(max_length=200)
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="reading_studies")  # owning site
     rubric_set = models.ForeignKey(RubricSet, on_delete=models.PROTECT, related_name="studies")
     show_reference = models.BooleanField(default=False)  # ground truth and clinical context beside the images
     state = models.CharField(max_length=10, choices=State.choices, default=State.DRAFT)

@@ -69,14 +69,14 @@ def _letters(n: int) -> list[str]:
 
 
 @transaction.atomic
-def create_reading_study(*, name: str, rubric_set: RubricSet, sources: list[ContourSource], raters: list,
+def create_reading_study(*, name: str, site, rubric_set: RubricSet, sources: list[ContourSource], raters: list,
                          show_reference: bool = False, seed: int | None = None, created_by=None) -> ReadingStudy:
     if not sources:
         raise ReadingError("a reading study needs at least one contour to score", field="items")
     if not raters:
         raise ReadingError("a reading study needs at least one rater", field="raters")
     study = ReadingStudy.objects.create(
-        name=name, rubric_set=rubric_set, show_reference=show_reference,
+        name=name, site=site, rubric_set=rubric_set, show_reference=show_reference,
         seed=seed if seed is not None else secrets.randbits(48), created_by=created_by,
     )
     for src in sources:
@@ -251,3 +251,65 @@ def unblinded_rows(study: ReadingStudy) -> list[dict]:
         row["total"] = float(total_score(ri)) if ri.status == RaterItem.Status.SUBMITTED else None
         rows.append(row)
     return rows
+
+
+def _resolve_sources(study_site, items: list[dict]) -> list[ContourSource]:
+    from portal.cases.models import Case
+    from portal.imaging.models import ROI
+
+    sources = []
+    for i, spec in enumerate(items):
+        where = f"items[{i}]"
+        case = Case.objects.filter(pk=spec["case"], site=study_site).select_related("ct_series").first()
+        if case is None:
+            raise ReadingError(f"{where}: no case {spec['case']} at site {study_site.code}", field=where)
+        kind = spec["source"]
+        if kind == "ground_truth":
+            if case.ground_truth is None or not case.ground_truth.mask_path:
+                raise ReadingError(f"{where}: case {case.label} has no ground truth", field=where)
+            sources.append(ContourSource(case=case, source_label=spec.get("label") or "ground truth",
+                                         mask_path=case.ground_truth.mask_path, source_ref=f"roi:{case.ground_truth.pk}",
+                                         is_control=True))
+        elif kind == "roi":
+            roi = ROI.objects.filter(pk=spec.get("roi"), structure_set__ct_series=case.ct_series).first()
+            if roi is None or not roi.mask_path:
+                raise ReadingError(f"{where}: ROI {spec.get('roi')} is not a stored mask on case {case.label}", field=where)
+            sources.append(ContourSource(case=case, source_label=spec.get("label") or roi.name, mask_path=roi.mask_path,
+                                         source_ref=f"roi:{roi.pk}"))
+        else:
+            from portal.reading.job_sources import job_contour_source
+
+            sources.append(job_contour_source(case, spec, where))
+    labels = [(s.case.pk, s.source_label) for s in sources]
+    if len(set(labels)) != len(labels):
+        raise ReadingError("two items have the same case and source label", field="items")
+    return sources
+
+
+def create_study_from_request(user, data: dict) -> ReadingStudy:
+    """Create (not open) a reading study from validated API input, within the user's sites."""
+    from django.contrib.auth import get_user_model
+
+    from portal.accounts.models import Role, Site
+    from portal.reading.access import coordinator_site_ids
+
+    site = Site.objects.filter(code=data["site"]).first()
+    managed = coordinator_site_ids(user)
+    if site is None or (managed is not None and site.pk not in managed):
+        raise ReadingError(f"you do not manage a site {data['site']!r}", field="site")
+    rubric = RubricSet.objects.filter(pk=data["rubric_set"]).first()
+    if rubric is None:
+        raise ReadingError(f"no rubric set {data['rubric_set']}", field="rubric_set")
+    User = get_user_model()
+    raters = []
+    for name in data["raters"]:
+        rater = User.objects.filter(username=name, is_active=True, profile__role=Role.ONCOLOGIST).first()
+        if rater is None:
+            raise ReadingError(f"{name!r} is not an active oncologist (rater) account", field="raters")
+        raters.append(rater)
+    if len({r.pk for r in raters}) != len(raters):
+        raise ReadingError("a rater is listed twice", field="raters")
+    sources = _resolve_sources(site, data["items"])
+    return create_reading_study(name=data["name"], site=site, rubric_set=rubric, sources=sources, raters=raters,
+                                show_reference=data.get("show_reference", False), seed=data.get("seed"),
+                                created_by=user)

@@ -66,7 +66,7 @@ def reading_study(site, people):
         for label, path in masks.items():
             sources.append(ContourSource(case=case, source_label=label, mask_path=path, source_ref=f"ckpt-{label}"))
     rubric = RubricSet.objects.get(name="LLMSeg breast", version=1)
-    study = create_reading_study(name="Breast blinded read", rubric_set=rubric, sources=sources,
+    study = create_reading_study(name="Breast blinded read", site=site, rubric_set=rubric, sources=sources,
                                  raters=[people["rater1"], people["rater2"]], seed=1234, created_by=people["coord"])
     open_study(study)
     return study

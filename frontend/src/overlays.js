@@ -1,0 +1,178 @@
+// Structure overlay layers (ground truth, OARs, model contours, probability wash, difference)
+// painted on a canvas above the Cornerstone viewport, registered to the displayed axial image,
+// with a legend that sets each layer's visibility, colour and opacity.
+import { decodeSlice, decodeBands, differenceSlice } from "./rle.js";
+
+function hexToRgb(hex) {
+  const v = parseInt(hex.replace("#", ""), 16);
+  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+}
+
+const WASH = [[0, 0, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0]]; // low -> high probability
+
+export class OverlayLayers {
+  constructor(viewer, layers) {
+    this.viewer = viewer;
+    this.layers = [];
+    this.legend = document.createElement("div");
+    this.legend.className = "legend";
+    viewer.container.appendChild(this.legend);
+    layers.forEach((layer) => this.add(layer, false));
+    this.renderLegend();
+  }
+
+  add(layer, redraw = true) {
+    const existing = this.layers.findIndex((l) => l.key === layer.key);
+    const merged = { visible: true, opacity: 0.5, color: "#ff0000", kind: "mask", ...layer };
+    if (existing >= 0) this.layers[existing] = merged;
+    else this.layers.push(merged);
+    if (redraw) {
+      this.renderLegend();
+      this.draw();
+    }
+  }
+
+  get(key) {
+    return this.layers.find((l) => l.key === key);
+  }
+
+  set(key, changes) {
+    const layer = this.get(key);
+    if (!layer) return;
+    Object.assign(layer, changes);
+    this.renderLegend();
+    this.draw();
+  }
+
+  renderLegend() {
+    this.legend.innerHTML = "";
+    if (this.layers.length === 0) {
+      this.legend.innerHTML = '<p class="muted">No structures for this case yet.</p>';
+      return;
+    }
+    this.layers.forEach((layer) => {
+      const row = document.createElement("div");
+      row.className = "legend-row";
+      row.dataset.layer = layer.key;
+      const swatch = layer.kind === "prob" ? '<span class="wash"></span>'
+        : `<input type="color" class="layer-color" value="${layer.color}" aria-label="Colour of ${layer.name}">`;
+      row.innerHTML = `
+        <label><input type="checkbox" class="layer-visible" ${layer.visible ? "checked" : ""}> ${layer.name}</label>
+        ${swatch}
+        <input type="range" class="layer-opacity" min="0" max="1" step="0.05" value="${layer.opacity}"
+               aria-label="Opacity of ${layer.name}">`;
+      row.querySelector(".layer-visible").addEventListener("change", (e) => this.set(layer.key, { visible: e.target.checked }));
+      const colour = row.querySelector(".layer-color");
+      if (colour) colour.addEventListener("input", (e) => this.set(layer.key, { color: e.target.value }));
+      row.querySelector(".layer-opacity").addEventListener("input", (e) => {
+        layer.opacity = Number(e.target.value);
+        this.draw();
+      });
+      this.legend.appendChild(row);
+    });
+  }
+
+  sliceMask(layer, index) {
+    if (layer.kind === "prob") return decodeBands(layer.bands || [], index);
+    if (layer.kind === "diff") {
+      const [a, b] = layer.pair.map((key) => this.get(key));
+      if (!a || !b) return null;
+      const [, rows, cols] = a.payload.shape;
+      return differenceSlice(decodeSlice(a.payload, index), decodeSlice(b.payload, index), rows * cols);
+    }
+    return layer.payload ? decodeSlice(layer.payload, index) : null;
+  }
+
+  layerShape(layer) {
+    if (layer.kind === "prob") return layer.bands && layer.bands[0] ? layer.bands[0].payload.shape : null;
+    if (layer.kind === "diff") {
+      const a = this.get(layer.pair[0]);
+      return a && a.payload ? a.payload.shape : null;
+    }
+    return layer.payload ? layer.payload.shape : null;
+  }
+
+  paint(layer, mask, rows, cols) {
+    const image = new ImageData(cols, rows);
+    const data = image.data;
+    const alpha = Math.round(255 * layer.opacity);
+    const rgb = hexToRgb(layer.color);
+    const second = layer.kind === "diff" ? hexToRgb(layer.secondColor || "#00a0ff") : null;
+    // Outline for masks (interior washed faintly), bands for probability, two colours for differences.
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        const i = r * cols + c;
+        const v = mask[i];
+        if (!v) continue;
+        let colour = rgb;
+        let a = alpha;
+        if (layer.kind === "prob") {
+          colour = WASH[Math.min(WASH.length - 1, v - 1)];
+        } else if (layer.kind === "diff") {
+          colour = v === 1 ? rgb : second;
+        } else {
+          const edge = r === 0 || c === 0 || r === rows - 1 || c === cols - 1 ||
+            !mask[i - 1] || !mask[i + 1] || !mask[i - cols] || !mask[i + cols];
+          a = edge ? Math.round(255 * Math.min(1, layer.opacity * 2)) : Math.round(alpha * 0.4);
+        }
+        const o = i * 4;
+        data[o] = colour[0];
+        data[o + 1] = colour[1];
+        data[o + 2] = colour[2];
+        data[o + 3] = a;
+      }
+    }
+    return image;
+  }
+
+  draw() {
+    const viewer = this.viewer;
+    const canvas = viewer.overlayCanvas;
+    const rect = viewer.viewportElement.getBoundingClientRect();
+    const ratio = window.devicePixelRatio || 1;
+    if (canvas.width !== Math.round(rect.width * ratio) || canvas.height !== Math.round(rect.height * ratio)) {
+      canvas.width = Math.round(rect.width * ratio);
+      canvas.height = Math.round(rect.height * ratio);
+      canvas.style.width = `${rect.width}px`;
+      canvas.style.height = `${rect.height}px`;
+    }
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    if (viewer.orientation !== "axial" || !viewer.viewport) return;
+    const plane = viewer.imagePlane();
+    if (!plane || !plane.imagePositionPatient) return;
+    const index = viewer.sliceIndex();
+    const ipp = plane.imagePositionPatient;
+    const rowCos = plane.rowCosines;
+    const colCos = plane.columnCosines;
+    const colSpacing = plane.columnPixelSpacing || plane.pixelSpacing?.[1] || 1;
+    const rowSpacing = plane.rowPixelSpacing || plane.pixelSpacing?.[0] || 1;
+    // World position of the outer corner of pixel (col, row): IPP is the centre of pixel (0, 0).
+    const world = (col, row) => [0, 1, 2].map((k) =>
+      ipp[k] + (col - 0.5) * colSpacing * rowCos[k] + (row - 0.5) * rowSpacing * colCos[k]);
+    const toCanvas = (col, row) => viewer.viewport.worldToCanvas(world(col, row));
+    const p0 = toCanvas(0, 0);
+    const px = toCanvas(1, 0);
+    const py = toCanvas(0, 1);
+    ctx.imageSmoothingEnabled = false;
+    for (const layer of this.layers) {
+      if (!layer.visible) continue;
+      const shape = this.layerShape(layer);
+      if (!shape) continue;
+      const [, rows, cols] = shape;
+      const mask = this.sliceMask(layer, index);
+      if (!mask) continue;
+      const bitmap = document.createElement("canvas");
+      bitmap.width = cols;
+      bitmap.height = rows;
+      bitmap.getContext("2d").putImageData(this.paint(layer, mask, rows, cols), 0, 0);
+      ctx.setTransform(
+        (px[0] - p0[0]) * ratio, (px[1] - p0[1]) * ratio,
+        (py[0] - p0[0]) * ratio, (py[1] - p0[1]) * ratio,
+        p0[0] * ratio, p0[1] * ratio);
+      ctx.drawImage(bitmap, 0, 0);
+    }
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+  }
+}

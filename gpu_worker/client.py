@@ -1,0 +1,216 @@
+"""How a worker talks to the portal: over HTTP (REST + DICOMweb, worker token) or, embedded, in-process.
+
+Both clients offer the same calls: ``claim``, ``progress``, ``load_ct``,
+``checkpoint``, ``post_result``, ``fail``, ``cancelled``.
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gpu_worker.errors import BadInput, TransientError
+
+IN_PROCESS = "inprocess:"
+
+
+def encode_mask_npz(mask) -> bytes:
+    """Packed bits + shape (the portal's mask storage format)."""
+    mask = np.asarray(mask, dtype=bool)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, mask=np.packbits(mask, axis=None), shape=np.asarray(mask.shape))
+    return buf.getvalue()
+
+
+def decode_mask_npz(data: bytes) -> np.ndarray:
+    with np.load(io.BytesIO(data)) as npz:
+        shape = tuple(int(v) for v in npz["shape"])
+        bits = np.unpackbits(npz["mask"], count=int(np.prod(shape)))
+    return bits.reshape(shape).astype(bool)
+
+
+def encode_probability_npz(probability) -> bytes:
+    quantised = np.clip(np.rint(np.asarray(probability, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, probability_u8=quantised)
+    return buf.getvalue()
+
+
+def decode_probability_npz(data: bytes) -> np.ndarray:
+    with np.load(io.BytesIO(data)) as npz:
+        return npz["probability_u8"].astype(np.float32) / 255.0
+
+
+def hu_volume(datasets) -> tuple[np.ndarray, object]:
+    """HU [slice, row, column] float32 and the Grid of CT datasets (sorted along the slice normal)."""
+    from dicom_rt.geometry import GeometryError, Grid
+
+    try:
+        grid, ordered = Grid.from_datasets(list(datasets))
+    except GeometryError as exc:
+        raise BadInput(f"CT geometry: {exc}") from exc
+    volume = np.empty(grid.shape, dtype=np.float32)
+    for k, ds in enumerate(ordered):
+        slope = float(getattr(ds, "RescaleSlope", 1.0))
+        intercept = float(getattr(ds, "RescaleIntercept", 0.0))
+        volume[k] = ds.pixel_array.astype(np.float32) * slope + intercept
+    return volume, grid
+
+
+def make_client(portal_url: str):
+    override = os.environ.get("CONTEXTRT_PORTAL_URL", "").strip()
+    if portal_url == IN_PROCESS and not override:
+        return InProcessClient()
+    return HttpClient(override or portal_url, os.environ.get("CONTEXTRT_WORKER_TOKEN", ""))
+
+
+class HttpClient:
+    """REST + DICOMweb with ``Authorization: Token``; 5xx and network errors become TransientError."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = 60.0):
+        import requests
+
+        if not token:
+            raise BadInput("CONTEXTRT_WORKER_TOKEN is not set: the worker needs a worker-account API token")
+        self.base = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {token}"
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, attempts: int = 3, **kwargs):
+        import requests
+
+        last = None
+        for attempt in range(attempts):
+            try:
+                response = self.session.request(method, self.base + path, timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                last = TransientError(f"{method} {path}: {exc}")
+            else:
+                if response.status_code < 400:
+                    return response
+                if response.status_code >= 500 or response.status_code == 429:
+                    last = TransientError(f"{method} {path}: HTTP {response.status_code}")
+                else:
+                    raise BadInput(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
+            time.sleep(0.5 * 2 ** attempt)
+        raise last
+
+    def claim(self, job_id: int, worker: str) -> dict:
+        return self._call("POST", f"/api/worker/jobs/{job_id}/claim/", json={"worker": worker}).json()
+
+    def progress(self, job_id: int, worker: str, percent: int, message: str) -> dict:
+        return self._call("POST", f"/api/worker/jobs/{job_id}/progress/",
+                          json={"worker": worker, "percent": percent, "message": message}).json()
+
+    def load_ct(self, spec: dict):
+        from dicomweb_client.api import DICOMwebClient
+
+        client = DICOMwebClient(url=self.base + "/dicomweb", headers=dict(self.session.headers))
+        try:
+            datasets = client.retrieve_series(spec["ct"]["study_uid"], spec["ct"]["series_uid"])
+        except Exception as exc:  # noqa: BLE001 - dicomweb-client raises requests' HTTPError
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status is not None and 400 <= status < 500:
+                raise BadInput(f"DICOMweb: CT series {spec['ct']['series_uid']}: HTTP {status}") from exc
+            raise TransientError(f"DICOMweb: {exc}") from exc
+        return hu_volume(datasets)
+
+    def checkpoint(self, name: str) -> Path:
+        """The local file of a checkpoint: the worker's own checkpoint dir, else downloaded once from the portal."""
+        local_dir = Path(os.environ.get("CONTEXTRT_CHECKPOINT_DIR", "segmentation/checkpoints"))
+        if (local_dir / name).is_file():
+            return local_dir / name
+        cache = Path(os.environ.get("CONTEXTRT_WORKER_CACHE", Path.home() / ".cache" / "contextrt")) / "checkpoints"
+        target = cache / name
+        if not target.is_file():
+            cache.mkdir(parents=True, exist_ok=True)
+            response = self._call("GET", f"/api/worker/checkpoints/{name}/")
+            tmp = target.with_name(target.name + f".part{os.getpid()}")
+            tmp.write_bytes(response.content)
+            os.replace(tmp, target)
+        return target
+
+    def post_result(self, job_id: int, worker: str, mask, probability=None, info: dict | None = None) -> dict:
+        import json
+
+        files = {"mask": ("mask.npz", encode_mask_npz(mask), "application/octet-stream")}
+        if probability is not None:
+            files["probability"] = ("probability.npz", encode_probability_npz(probability), "application/octet-stream")
+        return self._call("POST", f"/api/worker/jobs/{job_id}/result/", files=files,
+                          data={"worker": worker, "info": json.dumps(info or {})}).json()
+
+    def fail(self, job_id: int, worker: str, error: str) -> None:
+        self._call("POST", f"/api/worker/jobs/{job_id}/failure/", json={"worker": worker, "error": error})
+
+    def cancelled(self, job_id: int, worker: str) -> None:
+        self._call("POST", f"/api/worker/jobs/{job_id}/cancelled/", json={"worker": worker})
+
+
+class InProcessClient:
+    """The embedded shortcut: the same calls straight into ``portal.jobs.services`` (needs Django)."""
+
+    def _db(self, fn, *args, **kwargs):
+        from django.db import close_old_connections
+
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            from portal.jobs.services import JobError
+
+            if isinstance(exc, JobError):
+                raise BadInput(str(exc)) from exc
+            raise
+        finally:
+            close_old_connections()
+
+    def claim(self, job_id, worker):
+        from portal.jobs import services
+
+        return self._db(services.claim_job, job_id, worker)
+
+    def progress(self, job_id, worker, percent, message):
+        from portal.jobs import services
+
+        return self._db(services.record_progress, job_id, worker, percent, message)
+
+    def load_ct(self, spec):
+        from portal.imaging.models import Series
+        from portal.imaging.volume import load_ct_volume
+
+        def load():
+            series = Series.objects.filter(series_uid=spec["ct"]["series_uid"]).first()
+            if series is None:
+                raise BadInput(f"CT series {spec['ct']['series_uid']} not found")
+            try:
+                hu, grid = load_ct_volume(series)
+            except (OSError, ValueError) as exc:
+                raise BadInput(f"CT series {series.series_uid}: {exc}") from exc
+            return hu.astype(np.float32), grid
+
+        return self._db(load)
+
+    def checkpoint(self, name):
+        from portal.jobs import services
+
+        return self._db(services.checkpoint_path, name)
+
+    def post_result(self, job_id, worker, mask, probability=None, info=None):
+        from portal.jobs import services
+
+        job = self._db(services.store_result, job_id, worker, mask, probability, info)
+        return {"job": job.pk, "state": job.state}
+
+    def fail(self, job_id, worker, error):
+        from portal.jobs import services
+
+        self._db(services.record_failure, job_id, worker, error)
+
+    def cancelled(self, job_id, worker):
+        from portal.jobs import services
+
+        self._db(services.record_cancelled, job_id, worker)

@@ -1,0 +1,156 @@
+"""Running one job on a worker: claim it, load the model (warm cache) and CT, predict with progress, post the result.
+
+Transient errors (network, 5xx) propagate so Dramatiq retries the message with
+backoff; bad input fails the job with its message and is not retried;
+cancellation stops the model at its next step. The message is acknowledged
+only when this function returns, i.e. after the portal stored the result.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from gpu_worker.client import make_client
+from gpu_worker.errors import BadInput, TransientError
+from gpu_worker.model_cache import shared_cache
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    pass
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+class ProgressReporter:
+    """Posts progress (throttled) and remembers the portal's answer to "should I stop?"."""
+
+    def __init__(self, client, job_id: int, worker: str, min_interval: float = 0.25, poll_interval: float = 2.0):
+        self.client, self.job_id, self.worker = client, job_id, worker
+        self.min_interval, self.poll_interval = min_interval, poll_interval
+        self.cancel = False
+        self._last_post = 0.0
+        self._last_percent = -1
+        self._last_message = None
+
+    def __call__(self, percent: float, message: str = "") -> None:
+        percent = int(max(0, min(99, percent)))  # 100 is the portal's to set, with the stored result
+        now = time.monotonic()
+        changed = percent != self._last_percent or message != self._last_message
+        if not changed or (now - self._last_post < self.min_interval and percent - self._last_percent < 5):
+            return
+        self._post(percent, message)
+
+    def _post(self, percent: int, message: str) -> None:
+        answer = self.client.progress(self.job_id, self.worker, percent, message)
+        self._last_post = time.monotonic()
+        self._last_percent, self._last_message = percent, message
+        self.cancel = self.cancel or bool(answer.get("cancel"))
+
+    def should_cancel(self) -> bool:
+        if not self.cancel and time.monotonic() - self._last_post > self.poll_interval:
+            self._post(max(self._last_percent, 0), self._last_message or "running")
+        return self.cancel
+
+
+def run_job(job_id: int, portal_url: str, *, client=None, cache=None) -> dict:
+    client = client or make_client(portal_url)
+    worker = worker_identity()
+    spec = client.claim(job_id, worker)
+    if spec.get("action") != "run":
+        log.info("job %s skipped: %s", job_id, spec.get("state"))
+        return spec
+    reporter = ProgressReporter(client, job_id, worker)
+    try:
+        if spec["kind"] in ("inference", "what_if"):
+            run_segmentation(spec, client, reporter, cache or shared_cache(), worker)
+        elif spec["kind"] == "training":
+            run_training(spec, client, reporter, worker)
+        else:
+            raise BadInput(f"job kind {spec['kind']!r} is not run on workers")
+    except TransientError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every other outcome is reported, then acknowledged
+        if _is_cancellation(exc):
+            client.cancelled(job_id, worker)
+            return {"job": job_id, "state": "cancelled"}
+        if _is_time_limit(exc):
+            client.fail(job_id, worker, f"time limit exceeded ({os.environ.get('CONTEXTRT_JOB_TIME_LIMIT_S', 3600)} s)")
+            return {"job": job_id, "state": "failed"}
+        if not isinstance(exc, Exception):
+            raise  # interpreter shutdown / SystemExit: leave the message unacked for redelivery
+        message = str(exc) if isinstance(exc, BadInput) else f"{type(exc).__name__}: {exc}"
+        log.warning("job %s failed: %s", job_id, message)
+        client.fail(job_id, worker, message)
+        return {"job": job_id, "state": "failed", "error": message}
+    return {"job": job_id, "state": "succeeded"}
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, JobCancelled):
+        return True
+    try:
+        from segmentation.inference import Cancelled
+    except ImportError:
+        return False
+    return isinstance(exc, Cancelled)
+
+
+def _is_time_limit(exc: BaseException) -> bool:
+    from dramatiq.middleware import TimeLimitExceeded
+
+    return isinstance(exc, TimeLimitExceeded)
+
+
+def run_segmentation(spec: dict, client, reporter: ProgressReporter, cache, worker: str) -> None:
+    job_id = spec["job"]
+    reporter(1, "loading model")
+    model = cache.get(client.checkpoint(spec["checkpoint"]))
+    if reporter.should_cancel():
+        raise JobCancelled()
+    reporter(4, "reading CT")
+    hu, grid = client.load_ct(spec)
+    if list(hu.shape) != list(spec["ct"]["shape"]):
+        raise BadInput(f"CT volume {list(hu.shape)} does not match the series {spec['ct']['shape']}")
+    if reporter.should_cancel():
+        raise JobCancelled()
+
+    def model_progress(percent, message=""):
+        reporter(8 + 0.88 * float(percent), message or "segmenting")
+
+    predict = model.what_if if spec["kind"] == "what_if" and hasattr(model, "what_if") else model.predict
+    result = predict(hu, grid.spacing_zyx, spec["case"]["cancer_type"], spec.get("context") or {},
+                     progress=model_progress, should_cancel=reporter.should_cancel)
+    if reporter.should_cancel():
+        raise JobCancelled()
+    reporter(97, "storing result")
+    info = {"timings": _jsonable(getattr(result, "timings", {})), "prompt_text": getattr(result, "prompt_text", ""),
+            "device": getattr(cache, "device", ""), "attempt": spec.get("attempt")}
+    client.post_result(job_id, worker, result.mask, getattr(result, "probability", None), info)
+
+
+def run_training(spec: dict, client, reporter: ProgressReporter, worker: str) -> None:
+    try:
+        from segmentation import training  # noqa: F401
+    except ImportError:
+        raise BadInput("this worker has no segmentation.training module; training jobs cannot run here") from None
+    raise BadInput("training jobs are not wired to segmentation.training yet")
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)

@@ -1,0 +1,476 @@
+"""Job life cycle: submission (with de-duplication), dispatch, the worker protocol and cancellation.
+
+Other apps call ``submit_job`` / ``submit_batch`` / ``cancel_job``; the worker
+REST views and the in-process worker call ``claim_job``, ``record_progress``,
+``store_result``, ``record_failure`` and ``record_cancelled``. Every state
+change goes through ``_move`` which enforces ``models.TRANSITIONS`` under a row
+lock and publishes the change on the channel layer after commit.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from portal.accounts import scoping
+from portal.jobs import events
+from portal.jobs.models import FINAL_STATES, REUSABLE_STATES, TRANSITIONS, Job, Kind, Queue, State
+
+_CHECKPOINT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.pt$")
+MAX_MESSAGE = 200
+
+
+class JobError(ValueError):
+    """Bad input to a job operation; ``field`` names the offending field."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+class JobStateError(JobError):
+    def __init__(self, message: str):
+        super().__init__(message, field="state", status=409)
+
+
+# ----------------------------------------------------------------- checkpoints
+
+def checkpoint_dir() -> Path:
+    return Path(settings.CONTEXTRT_CHECKPOINT_DIR)
+
+
+def available_checkpoints() -> list[str]:
+    directory = checkpoint_dir()
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.glob("*.pt") if _CHECKPOINT_RE.match(p.name))
+
+
+def default_checkpoint() -> str:
+    configured = getattr(settings, "CONTEXTRT_DEFAULT_CHECKPOINT", "")
+    names = available_checkpoints()
+    if configured and configured in names:
+        return configured
+    if not names:
+        raise JobError(f"no model checkpoint (*.pt) in {checkpoint_dir()}", field="checkpoint")
+    return names[0]
+
+
+def checkpoint_path(name: str) -> Path:
+    """The file of a checkpoint by name; only plain ``*.pt`` names inside the checkpoint dir."""
+    if not isinstance(name, str) or not _CHECKPOINT_RE.match(name):
+        raise JobError(f"checkpoint {name!r}: expected a file name like 'model.pt'", field="checkpoint")
+    path = checkpoint_dir() / name
+    if not path.is_file():
+        raise JobError(f"checkpoint {name!r} not found in {checkpoint_dir()}", field="checkpoint")
+    return path
+
+
+# ----------------------------------------------------------------- submission
+
+def _dedupe_key(kind: str, case, context_version, checkpoint: str, params: dict) -> str:
+    if kind == Kind.INFERENCE:
+        return f"inference:{case.pk}:{context_version.pk if context_version else 0}:{checkpoint}"
+    if kind == Kind.WHAT_IF:
+        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:24]
+        return f"what_if:{case.pk}:{context_version.pk if context_version else 0}:{checkpoint}:{digest}"
+    return ""
+
+
+def _check_submitter(user, case) -> None:
+    if scoping.role_of(user) is None or scoping.is_worker(user) or scoping.is_rater(user):
+        raise JobError("this account may not submit jobs", field="user", status=403)
+    if case is not None and not scoping.can_view_case(user, case):
+        raise JobError("case not found", field="case", status=404)
+
+
+def submit_job(user, kind: str, case=None, checkpoint: str | None = None, context_version=None, *,
+               params: dict | None = None, study_key: str = "", queue: str | None = None, parent=None,
+               dispatch: bool = True) -> tuple[Job, bool]:
+    """Create (or find) a job and hand it to the broker after commit; returns ``(job, created)``.
+
+    Submitting the same (case, context version, checkpoint) inference again
+    returns the existing queued/running/succeeded job instead of recomputing;
+    a failed or cancelled one is retried by a new job.
+    """
+    if kind not in Kind.values:
+        raise JobError(f"unknown job kind {kind!r}; choose one of {', '.join(Kind.values)}", field="kind")
+    params = dict(params or {})
+    _check_submitter(user, case)
+    if kind in (Kind.INFERENCE, Kind.WHAT_IF) and case is None:
+        raise JobError(f"a {kind} job needs a case", field="case")
+    checkpoint = checkpoint or default_checkpoint()
+    checkpoint_path(checkpoint)
+    if context_version is None and case is not None:
+        context_version = case.current_context
+    if context_version is not None and case is not None and context_version.case_id != case.pk:
+        raise JobError(f"context version {context_version.pk} belongs to another case", field="context_version")
+    if kind == Kind.WHAT_IF:
+        params["context"] = _validated_what_if_context(case, params.get("context"))
+    if study_key:
+        events.study_group(study_key)  # validates the key
+    queue = queue or (Queue.CPU if kind == Kind.BATCH else Queue.GPU)
+    if queue not in Queue.values:
+        raise JobError(f"unknown queue {queue!r}; choose one of {', '.join(Queue.values)}", field="queue")
+    key = _dedupe_key(kind, case, context_version, checkpoint, params)
+    if key:
+        existing = Job.objects.filter(dedupe_key=key, state__in=REUSABLE_STATES).first()
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(kind=kind, case=case, checkpoint=checkpoint, context_version=context_version,
+                                     params=params, study_key=study_key or "", queue=queue, dedupe_key=key,
+                                     parent=parent, submitted_by=user if getattr(user, "pk", None) else None)
+    except IntegrityError:
+        # A concurrent submission of the same work won the race: answer with its job.
+        existing = Job.objects.filter(dedupe_key=key, state__in=REUSABLE_STATES).first()
+        if existing is None:
+            raise
+        return existing, False
+    if dispatch and kind != Kind.BATCH:
+        transaction.on_commit(lambda: dispatch_job(job))
+    transaction.on_commit(lambda: events.publish(job, "state"))
+    return job, True
+
+
+def _validated_what_if_context(case, data) -> dict:
+    from clinical.schema import validate_context
+
+    if not isinstance(data, dict):
+        raise JobError("what-if jobs need params.context: a clinical-context object", field="params.context")
+    try:
+        return validate_context(case.cancer_type, data)
+    except ValueError as exc:
+        raise JobError(f"params.context: {exc}", field="params.context") from exc
+
+
+def submit_batch(user, cases, checkpoint: str | None = None, *, study_key: str = "") -> Job:
+    """One ``batch`` job tracking an inference job per case (existing results are reused)."""
+    if not scoping.is_coordinator(user):
+        raise JobError("batch runs are for study coordinators and administrators", field="user", status=403)
+    cases = list(cases)
+    if not cases:
+        raise JobError("a batch needs at least one case", field="cases")
+    checkpoint = checkpoint or default_checkpoint()
+    checkpoint_path(checkpoint)
+    with transaction.atomic():
+        batch, _ = submit_job(user, Kind.BATCH, None, checkpoint, study_key=study_key, dispatch=False)
+        children = [submit_job(user, Kind.INFERENCE, case, checkpoint, study_key=study_key, parent=batch)[0]
+                    for case in cases]
+        batch.params = {"jobs": [c.pk for c in children]}
+        batch.save(update_fields=["params", "updated"])
+    transaction.on_commit(lambda: refresh_batch(batch.pk))
+    return batch
+
+
+def dispatch_job(job: Job) -> None:
+    """Send the job's message (job id + portal URL) to its queue."""
+    from gpu_worker import dispatch
+
+    dispatch.send_job(job.pk, job.kind, job.queue)
+
+
+# ----------------------------------------------------------------- state machine
+
+def _move(job: Job, new_state: str, **fields) -> Job:
+    """Apply one transition to a row-locked ``job``; raises JobStateError for a forbidden move."""
+    if new_state not in TRANSITIONS[job.state]:
+        raise JobStateError(f"job {job.pk} is {job.state}; it cannot become {new_state}")
+    now = timezone.now()
+    job.state = new_state
+    if new_state == State.RUNNING and job.started is None:
+        job.started = now
+    if new_state in FINAL_STATES:
+        job.finished = now
+        if new_state == State.SUCCEEDED:
+            job.progress = 100
+    for name, value in fields.items():
+        setattr(job, name, value)
+    job.seq = job.seq + 1
+    job.save()
+    return job
+
+
+def _locked(job_id: int) -> Job:
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None:
+        raise JobError(f"job {job_id} not found", field="job", status=404)
+    return job
+
+
+def _after_commit_publish(job: Job, event_type: str, extra_fn=None) -> None:
+    def send():
+        fresh = Job.objects.filter(pk=job.pk).first()
+        if fresh is not None:
+            events.publish(fresh, event_type, extra_fn(fresh) if extra_fn else None)
+            if fresh.parent_id and fresh.is_final:
+                refresh_batch(fresh.parent_id)
+
+    transaction.on_commit(send)
+
+
+def cancel_job(user, job: Job) -> Job:
+    """Cancel a queued job at once; ask a running one to stop at its next step."""
+    if not (scoping.is_coordinator(user) or (job.submitted_by_id and job.submitted_by_id == user.pk)):
+        raise JobError("only the submitter or a coordinator may cancel this job", field="job", status=403)
+    with transaction.atomic():
+        job = _locked(job.pk)
+        if job.is_final:
+            raise JobStateError(f"job {job.pk} is already {job.state}")
+        if job.state == State.QUEUED:
+            _move(job, State.CANCELLED, message="cancelled before it started", cancel_requested=True)
+        else:
+            job.cancel_requested = True
+            job.message = "cancelling at the next step"
+            job.seq += 1
+            job.save(update_fields=["cancel_requested", "message", "seq", "updated"])
+        _after_commit_publish(job, "state")
+    if job.kind == Kind.BATCH:
+        for child_id in job.params.get("jobs", []):
+            child = Job.objects.filter(pk=child_id, parent=job).first()
+            if child is not None and not child.is_final:
+                cancel_job(user, child)
+    return job
+
+
+def refresh_batch(batch_id: int) -> None:
+    """Derive a batch job's progress and final state from the jobs it tracks."""
+    with transaction.atomic():
+        batch = Job.objects.select_for_update().filter(pk=batch_id, kind=Kind.BATCH).first()
+        if batch is None or batch.is_final:
+            return
+        ids = batch.params.get("jobs", [])
+        states = list(Job.objects.filter(pk__in=ids).values_list("state", flat=True))
+        done = sum(s in FINAL_STATES for s in states)
+        progress = int(100 * done / len(ids)) if ids else 100
+        message = f"{done}/{len(ids)} jobs finished"
+        if batch.state == State.QUEUED and any(s != State.QUEUED for s in states):
+            _move(batch, State.RUNNING, progress=progress, message=message)
+        if done == len(ids) and batch.state == State.RUNNING:
+            failed = sum(s == State.FAILED for s in states)
+            if batch.cancel_requested:
+                _move(batch, State.CANCELLED, message=message)
+            elif failed:
+                _move(batch, State.FAILED, message=message, error=f"{failed} of {len(ids)} jobs failed")
+            else:
+                _move(batch, State.SUCCEEDED, message=message)
+        elif (batch.progress, batch.message) != (progress, message):
+            batch.progress, batch.message, batch.seq = progress, message, batch.seq + 1
+            batch.save(update_fields=["progress", "message", "seq", "updated"])
+        _after_commit_publish(batch, "state")
+
+
+# ----------------------------------------------------------------- worker protocol
+
+def job_spec(job: Job) -> dict:
+    """Everything a worker needs to run the job, with no database or disk access of its own."""
+    spec = {"action": "run", "job": job.pk, "kind": job.kind, "checkpoint": job.checkpoint,
+            "params": {k: v for k, v in job.params.items() if k != "context"}, "attempt": job.attempts}
+    case = job.case
+    if case is not None:
+        series = case.ct_series
+        context = job.context_version.data if job.context_version else {}
+        if job.kind == Kind.WHAT_IF:
+            context = job.params.get("context", context)
+        spec.update({
+            "case": {"id": case.pk, "label": case.label, "cancer_type": case.cancer_type},
+            "context": context,
+            "ct": {"study_uid": series.study.study_uid, "series_uid": series.series_uid,
+                   "shape": [series.num_slices, series.rows, series.columns]},
+        })
+    return spec
+
+
+def claim_job(job_id: int, worker_id: str) -> dict:
+    """A worker starts (or, after another worker died, restarts) a job; finished jobs are skipped."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.is_final:
+            return {"action": "skip", "job": job.pk, "state": job.state}
+        if job.cancel_requested:
+            _move(job, State.CANCELLED, message="cancelled before it started")
+            _after_commit_publish(job, "state")
+            return {"action": "skip", "job": job.pk, "state": job.state}
+        restarted = job.state == State.RUNNING
+        _move(job, State.RUNNING, worker_id=str(worker_id)[:128], attempts=job.attempts + 1, progress=0,
+              message="restarted after a worker was lost" if restarted else "started")
+        _after_commit_publish(job, "state")
+    return job_spec(job)
+
+
+def record_progress(job_id: int, worker_id: str, percent, message: str = "") -> dict:
+    """Store progress and relay it; the answer tells the worker whether to stop."""
+    try:
+        percent = max(0, min(100, int(percent)))
+    except (TypeError, ValueError):
+        raise JobError(f"percent must be a number 0-100, got {percent!r}", field="percent") from None
+    message = str(message or "")[:MAX_MESSAGE]
+    updated = Job.objects.filter(pk=job_id, state=State.RUNNING, worker_id=str(worker_id)[:128]).update(
+        progress=percent, message=message, seq=F("seq") + 1, updated=timezone.now())
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        raise JobError(f"job {job_id} not found", field="job", status=404)
+    if updated:
+        events.publish(job, "progress")
+    # A worker that no longer owns the job (it was reclaimed or finished) must stop too.
+    return {"cancel": bool(job.cancel_requested or not updated), "state": job.state}
+
+
+def store_result(job_id: int, worker_id: str, mask, probability=None, info: dict | None = None) -> Job:
+    """Store a job's result once (idempotent by job id) and mark it succeeded.
+
+    ``mask`` is a boolean [slice, row, column] array on the case's CT grid;
+    ``probability`` (optional) a float array in [0, 1] of the same shape.
+    A repeated post for a job that already succeeded returns it unchanged.
+    """
+    import numpy as np
+
+    from portal.imaging import storage
+    from portal.imaging.volume import series_grid
+
+    job = Job.objects.select_related("case__ct_series").filter(pk=job_id).first()
+    if job is None:
+        raise JobError(f"job {job_id} not found", field="job", status=404)
+    if job.state == State.SUCCEEDED:
+        return job
+    if job.state != State.RUNNING:
+        raise JobStateError(f"job {job.pk} is {job.state}; its result is not accepted")
+    if job.case is None:
+        raise JobError(f"job {job.pk} ({job.kind}) has no case to store a mask for", field="mask")
+    grid = series_grid(job.case.ct_series)
+    mask = np.asarray(mask)
+    if mask.shape != tuple(grid.shape):
+        raise JobError(f"mask shape {mask.shape} differs from the CT grid {tuple(grid.shape)}", field="mask")
+    mask = mask.astype(bool)
+    mask_rel = storage.result_relpath("job_mask", str(job.pk), ".npz")
+    storage.save_mask(mask_rel, mask)
+    prob_rel = ""
+    if probability is not None:
+        probability = np.asarray(probability)
+        if probability.shape != mask.shape:
+            raise JobError(f"probability shape {probability.shape} differs from the mask {mask.shape}",
+                           field="probability")
+        prob_rel = storage.result_relpath("job_probability", str(job.pk), ".npz")
+        storage.write_bytes_atomic(prob_rel, encode_probability(probability))
+    metrics = _metrics_against_ground_truth(job, mask, grid)
+    rtstruct_rel = _write_rtstruct(job, mask)
+    info = dict(info or {})
+    info["voxels"] = int(mask.sum())
+    info["volume_cc"] = float(mask.sum() * grid.voxel_volume_mm3 / 1000.0)
+    with transaction.atomic():
+        locked = _locked(job.pk)
+        if locked.state == State.SUCCEEDED:
+            return locked
+        _move(locked, State.SUCCEEDED, mask_path=mask_rel, probability_path=prob_rel, rtstruct_path=rtstruct_rel,
+              metrics=metrics, result_info=info, message="finished", worker_id=str(worker_id)[:128])
+        _after_commit_publish(locked, "result", lambda fresh: {"contour": contour_payload(fresh)})
+    return locked
+
+
+def encode_probability(probability) -> bytes:
+    """Probability map quantised to uint8 (1/255 steps) and compressed: a fraction of float32's size."""
+    import io
+
+    import numpy as np
+
+    quantised = np.clip(np.rint(np.asarray(probability, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, probability_u8=quantised)
+    return buf.getvalue()
+
+
+def load_probability(relative: str):
+    import numpy as np
+
+    from portal.imaging import storage
+
+    with np.load(storage.absolute(relative)) as data:
+        return data["probability_u8"].astype(np.float32) / 255.0
+
+
+def _metrics_against_ground_truth(job: Job, mask, grid) -> dict:
+    roi = job.case.ground_truth
+    if roi is None or not roi.mask_path:
+        return {}
+    from evaluation.metrics import compute_panel
+    from portal.imaging.volume import roi_mask
+
+    panel = compute_panel(mask, roi_mask(roi), grid.spacing_zyx)
+    return {k: v for k, v in panel.items() if isinstance(v, (int, float, str, list)) and k != "apl_per_slice_mm"}
+
+
+def _write_rtstruct(job: Job, mask) -> str:
+    """RTSTRUCT export of the result when the RTSTRUCT writer is installed (``dicom_rt.rtstruct_write``)."""
+    try:
+        from portal.jobs.export import write_job_rtstruct
+    except ImportError:
+        return ""
+    return write_job_rtstruct(job, mask)
+
+
+def contour_payload(job: Job) -> dict | None:
+    """The finished contour in the compact per-slice RLE form (``portal.jobs.contour``)."""
+    if job.state != State.SUCCEEDED or not job.mask_path or job.case is None:
+        return None
+    from portal.imaging import storage
+    from portal.imaging.volume import series_grid
+    from portal.jobs.contour import encode_contour
+
+    return encode_contour(storage.load_mask(job.mask_path), series_grid(job.case.ct_series))
+
+
+def record_failure(job_id: int, worker_id: str, error: str) -> Job:
+    error = str(error or "unknown error")[:4000]
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.is_final:
+            return job
+        _move(job, State.FAILED, error=error, message="failed", worker_id=str(worker_id)[:128])
+        _after_commit_publish(job, "state")
+    return job
+
+
+def record_cancelled(job_id: int, worker_id: str) -> Job:
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.is_final:
+            return job
+        _move(job, State.CANCELLED, message="cancelled", worker_id=str(worker_id)[:128])
+        _after_commit_publish(job, "state")
+    return job
+
+
+# ----------------------------------------------------------------- reading
+
+def visible_jobs(user, queryset=None):
+    """Jobs of cases the user may see (batch jobs: coordinators and admins)."""
+    from django.db.models import Q
+
+    from portal.cases.models import Case
+
+    queryset = Job.objects.all() if queryset is None else queryset
+    if scoping.is_worker(user):
+        return queryset.none()
+    if scoping.is_admin(user):
+        return queryset
+    condition = Q(case__in=scoping.scope_cases(user, Case.objects.all()).values("pk"))
+    if scoping.is_coordinator(user):
+        condition |= Q(case__isnull=True, submitted_by=user)
+    return queryset.filter(condition)
+
+
+def snapshot(job: Job) -> dict:
+    """Current state of a job, with the finished contour when there is one (for late websocket clients)."""
+    data = events.job_state(job)
+    if job.state == State.SUCCEEDED:
+        data["contour"] = contour_payload(job)
+        data["metrics"] = job.metrics
+    return data

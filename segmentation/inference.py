@@ -1,0 +1,177 @@
+"""Whole-volume inference for the GPU workers: ``Segmenter`` loads a checkpoint once, segments a CT
+on its own grid (MONAI sliding window, Gaussian blending) and re-contours for a changed clinical
+context reusing the cached image-encoder features (``what_if``).
+
+Input convention: ``hu`` is [slice, row, column] in the ContextRT orientation (segmentation.transforms).
+Outputs are on the ORIGINAL CT grid (LLMSeg left them on its cropped/padded grid).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from segmentation.model import load_model
+from segmentation.transforms import Prepared, prepare, to_original_grid
+
+
+class Cancelled(Exception):
+    """Raised when ``should_cancel()`` returned True between sliding-window steps."""
+
+
+@dataclass
+class SegmentationResult:
+    probability: np.ndarray  # float32 on the original CT grid, [0, 1]
+    mask: np.ndarray  # bool on the original CT grid
+    timings: dict = field(default_factory=dict)  # seconds per stage + "total"
+    prompt_text: str = ""
+    checkpoint_id: str = ""
+    reused_image_features: bool = False
+
+
+def _volume_key(hu: np.ndarray, spacing_zyx) -> str:
+    h = hashlib.sha1()
+    h.update(str((hu.shape, str(hu.dtype), tuple(float(s) for s in spacing_zyx))).encode())
+    h.update(np.ascontiguousarray(hu).tobytes())
+    return h.hexdigest()
+
+
+class Segmenter:
+    """One loaded model; thread-compatible but not thread-safe (one worker thread per Segmenter)."""
+
+    def __init__(self, model, payload: dict, device="cpu", *, roi_size=None, overlap=None, threshold: float = 0.5,
+                 feature_cache_size: int = 4):
+        self.model = model.eval()
+        self.payload = payload
+        self.device = torch.device(device)
+        cfg = model.config
+        self.roi_size = tuple(roi_size or cfg.roi_size)
+        self.overlap = float(cfg.overlap if overlap is None else overlap)
+        divisor = model.net.divisor
+        if any(r % divisor for r in self.roi_size):
+            raise ValueError(f"roi_size: {self.roi_size} must be multiples of {divisor}")
+        self.threshold = threshold
+        self._features: OrderedDict = OrderedDict()
+        self._feature_cache_size = feature_cache_size
+
+    @classmethod
+    def from_checkpoint(cls, path, device="cpu", **kwargs) -> "Segmenter":
+        model, payload = load_model(path, device=device)
+        return cls(model, payload, device, **kwargs)
+
+    # identity
+    @property
+    def checkpoint_id(self) -> str:
+        return self.payload["checkpoint_id"]
+
+    @property
+    def cancer_type(self) -> str:
+        return self.model.config.cancer_type
+
+    @property
+    def uses_text(self) -> bool:
+        return self.model.uses_text
+
+    # inference
+    def predict(self, hu, spacing_zyx, cancer_type, context, *, progress: Callable | None = None,
+                should_cancel: Callable | None = None, omit=()) -> SegmentationResult:
+        return self._run(hu, spacing_zyx, cancer_type, context, progress, should_cancel, omit, reuse_only=False)
+
+    def what_if(self, hu, spacing_zyx, cancer_type, new_context, *, progress: Callable | None = None,
+                should_cancel: Callable | None = None, omit=()) -> SegmentationResult:
+        """Same CT, new context: image-encoder features come from the cache when this CT was seen."""
+        return self._run(hu, spacing_zyx, cancer_type, new_context, progress, should_cancel, omit, reuse_only=True)
+
+    def _run(self, hu, spacing_zyx, cancer_type, context, progress, should_cancel, omit, reuse_only):
+        t0 = time.perf_counter()
+        timings = {}
+        if cancer_type != self.cancer_type:
+            raise ValueError(f"cancer_type: this checkpoint segments {self.cancer_type!r}, got {cancer_type!r}")
+        hu = np.asarray(hu)
+        if self.uses_text and context is None:
+            raise ValueError("context: this multimodal checkpoint needs the clinical context (got None)")
+        report = progress or (lambda percent, message: None)
+        cancel = should_cancel or (lambda: False)
+
+        key = _volume_key(hu, spacing_zyx)
+        cached = self._features.get(key)
+        if cached is not None:
+            self._features.move_to_end(key)
+            prepared, window_features = cached
+        else:
+            t = time.perf_counter()
+            prepared = prepare(hu, spacing_zyx, self.model.config.target_spacing_zyx, self.model.net.divisor)
+            timings["preprocess"] = time.perf_counter() - t
+            window_features = {}
+        reused = cached is not None
+        report(2.0, "preprocessed" if not reused else "reusing cached image features")
+
+        t = time.perf_counter()
+        with torch.no_grad():
+            if self.uses_text:
+                tokens, texts = self.model.context_tokens([context], omit)
+                tokens = tokens.to(self.device)
+                prompt_text = texts[0]
+            else:
+                tokens, prompt_text = None, ""
+        timings["text"] = time.perf_counter() - t
+
+        image = prepared.image[None].to(self.device)
+        n_windows = self._count_windows(tuple(image.shape[2:]))
+        done = [0]
+        enc_time, dec_time = [0.0], [0.0]
+
+        def predictor(patch, coords):
+            if cancel():
+                raise Cancelled("inference cancelled")
+            key_w = tuple((int(c.start), int(c.stop)) for c in coords[0][-3:]) if isinstance(coords[0][0], slice) \
+                else tuple(map(tuple, np.asarray(coords).reshape(-1, 2).tolist()))
+            ts = time.perf_counter()
+            feats = window_features.get(key_w)
+            if feats is None:
+                feats = self.model.net.encode(patch)
+                window_features[key_w] = feats
+            enc_time[0] += time.perf_counter() - ts
+            ts = time.perf_counter()
+            out = torch.sigmoid(self.model.net.decode(feats, tokens))
+            dec_time[0] += time.perf_counter() - ts
+            done[0] += 1
+            report(2.0 + 93.0 * done[0] / n_windows, f"window {done[0]}/{n_windows}")
+            return out
+
+        with torch.no_grad():
+            prob = sliding_window_inference(image, self.roi_size, 1, predictor, overlap=self.overlap,
+                                            mode="gaussian", with_coord=True)
+        timings["image_encoder"] = enc_time[0]
+        timings["decode"] = dec_time[0]
+        if not reused:
+            self._features[key] = (prepared, window_features)
+            while len(self._features) > self._feature_cache_size:
+                self._features.popitem(last=False)
+
+        t = time.perf_counter()
+        probability = to_original_grid(prob[0].float().cpu(), prepared)
+        mask = probability >= self.threshold
+        timings["postprocess"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        report(100.0, "done")
+        return SegmentationResult(probability=probability, mask=mask, timings=timings, prompt_text=prompt_text,
+                                  checkpoint_id=self.checkpoint_id, reused_image_features=reused)
+
+    def _count_windows(self, shape) -> int:
+        count = 1
+        for size, roi in zip(shape, self.roi_size):
+            roi = min(roi, size) if size < roi else roi
+            interval = max(1, int(roi * (1 - self.overlap)))
+            count *= 1 if size <= roi else math.ceil((size - roi) / interval) + 1
+        return max(1, count)
+
+    def clear_cache(self) -> None:
+        self._features.clear()

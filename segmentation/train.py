@@ -1,0 +1,121 @@
+"""Plain CLI: ``python -m segmentation.train --out model.pt [options]`` trains a model on the synthetic
+cohort (fixtures/) and writes a checkpoint; ``manage.py train_model`` wraps ``main``."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m segmentation.train", description=__doc__)
+    p.add_argument("--out", required=True, help="checkpoint path to write (.pt)")
+    p.add_argument("--cancer-type", default="breast", choices=("breast", "prostate"))
+    p.add_argument("--text", default="minilm", choices=("minilm", "hf", "numeric", "none"),
+                   help="text encoder: packaged MiniLM, local HF directory, numeric categories, vision-only")
+    p.add_argument("--model-path", help="local Hugging Face model directory for --text hf")
+    p.add_argument("--tuning", default="multi", choices=("multi", "single", "none", "lora"))
+    p.add_argument("--n-prompts", type=int, default=2)
+    p.add_argument("--prompt-length", type=int, default=8)
+    p.add_argument("--fusion", default="two_way", choices=("two_way", "gated", "concat", "static", "dynamic"))
+    p.add_argument("--widths", default="16,16,32,64,128", help="U-Net channels per level, comma separated")
+    p.add_argument("--spacing", default="3,1,1", help="working spacing z,y,x in mm")
+    p.add_argument("--roi", default="32,64,64", help="inference sliding-window ROI z,y,x (working voxels)")
+    p.add_argument("--overlap", type=float, default=0.5)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--steps-per-epoch", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--loss", default="dicece", choices=("dicece", "dicefocal"))
+    p.add_argument("--slab", type=int, default=32, help="training slab thickness in working slices")
+    p.add_argument("--counterfactual-p", type=float, default=0.5)
+    p.add_argument("--n-train", type=int, default=24, help="internal training cases")
+    p.add_argument("--n-val", type=int, default=6, help="internal validation cases")
+    p.add_argument("--data-fraction", type=float, default=1.0, help="use this fraction of the training cases")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--cohort-seed", type=int, default=0, help="fixtures seed")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.resume if present")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _triple(text: str, cast=float) -> tuple:
+    values = tuple(cast(v) for v in text.split(","))
+    return values
+
+
+def main(argv=None, stdout=None) -> dict:
+    import torch
+    from tqdm import tqdm
+
+    from segmentation.cohort import counterfactual_mask, generate_cases
+    from segmentation.model import ModelConfig, SegmentationModel
+    from segmentation.training import TrainConfig, prepare_case, seed_everything, train
+
+    out = stdout or sys.stdout
+    args = build_parser().parse_args(argv)
+    if not 0 < args.data_fraction <= 1:
+        raise SystemExit("--data-fraction: must be in (0, 1]")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    text = {"kind": args.text}
+    if args.text in ("minilm", "hf"):
+        text.update(tuning=args.tuning, n_prompts=args.n_prompts, prompt_length=args.prompt_length)
+    if args.text == "hf":
+        if not args.model_path:
+            raise SystemExit("--model-path: required with --text hf")
+        text["path"] = args.model_path
+    config = ModelConfig(cancer_type=args.cancer_type, text_encoder=text, widths=_triple(args.widths, int),
+                         fusion=args.fusion, target_spacing_zyx=_triple(args.spacing),
+                         roi_size=_triple(args.roi, int), overlap=args.overlap)
+    seed_everything(args.seed)
+    model = SegmentationModel(config, device=args.device)
+
+    t = time.perf_counter()
+    n_used = max(1, int(math.ceil(args.n_train * args.data_fraction)))
+    train_raw = generate_cases(args.cancer_type, "internal", "train", n_used, seed=args.cohort_seed)
+    val_raw = generate_cases(args.cancer_type, "internal", "val", args.n_val, seed=args.cohort_seed) if args.n_val else []
+    divisor = model.net.divisor
+    cf = counterfactual_mask if model.uses_text else None
+    train_cases = [prepare_case(c, config, divisor, cf) for c in train_raw]
+    val_cases = [prepare_case(c, config, divisor, with_variants=False) for c in val_raw]
+    cohort = {"source": "fixtures.generate_case", "cohort_seed": args.cohort_seed, "site": "internal",
+              "train_indices": [getattr(c, "index", None) for c in train_raw],
+              "val_indices": [getattr(c, "index", None) for c in val_raw],
+              "data_fraction": args.data_fraction, "n_train": len(train_raw), "n_val": len(val_raw)}
+    print(f"cohort ready: {len(train_cases)} train / {len(val_cases)} val cases, working shape "
+          f"{tuple(train_cases[0].image.shape[1:])} ({time.perf_counter() - t:.1f}s)", file=out, flush=True)
+
+    cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                      lr=args.lr, loss=args.loss, seed=args.seed, slab_slices=args.slab,
+                      counterfactual_p=args.counterfactual_p if model.uses_text else 0.0,
+                      data_fraction=args.data_fraction, cohort=cohort)
+    bar = None if args.no_progress else tqdm(total=cfg.epochs * cfg.steps_per_epoch, file=out, desc="training")
+
+    def progress(info):
+        if bar is not None:
+            bar.n = info["step"]
+            bar.set_postfix(epoch=info["epoch"], loss=f"{info['loss']:.3f}", eta=f"{info['eta_s']:.0f}s")
+            bar.refresh()
+
+    def log(message):
+        (bar.write if bar is not None else (lambda m: print(m, file=out, flush=True)))(message)
+
+    result = train(model, train_cases, val_cases, cfg, args.out, resume=args.resume, progress=progress, log=log)
+    if bar is not None:
+        bar.close()
+    print(json.dumps({"checkpoint": args.out, "checkpoint_id": result["checkpoint_id"],
+                      "final": result["metrics"]}), file=out, flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

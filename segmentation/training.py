@@ -1,0 +1,207 @@
+"""Training of a ``SegmentationModel`` on a synthetic cohort (fixtures/).
+
+- Loss: Dice + CE (weights 1.0 / 1.0; MONAI DiceCELoss with sigmoid) or Dice + Focal.
+- Optimiser: AdamW, lr 1e-4 by default. Seeded (python, numpy, torch).
+- Samples: each case is preprocessed once to the working grid. A training sample is a random
+  slab along the slice axis that keeps the full in-plane field of view (so the network always sees
+  both body sides — laterality is only decidable with the midline in view), centred on a target
+  voxel with probability 2/3 ("random patches covering the target"), else anywhere.
+- Context augmentation: with probability ``counterfactual_p`` the case's context is swapped for a
+  counterfactual one (laterality flipped, N0↔N1, BCS↔mastectomy) and the target is the matching
+  counterfactual ground truth on the same anatomy (``fixtures.ctv_for``), so the model must read
+  the context rather than guess from anatomy.
+- Augmentation: random intensity scale/shift and Gaussian noise, small random z-shift. No left-right
+  mirroring: it would contradict the laterality in the context.
+- Validation Dice every epoch; a checkpoint (without the frozen LM) after every epoch plus a
+  ``.resume`` file with optimiser/RNG state, so an interrupted run continues with ``resume=True``.
+- ``progress(dict)`` receives epoch, step, total_steps, loss, eta_s after every step.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from monai.losses import DiceCELoss, DiceFocalLoss
+
+from segmentation.model import ModelConfig, SegmentationModel, save_checkpoint
+from segmentation.transforms import prepare, prepare_label
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    steps_per_epoch: int = 50
+    batch_size: int = 2
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    loss: str = "dicece"  # "dicece" | "dicefocal"
+    seed: int = 0
+    slab_slices: int = 32  # working-grid slices per training sample (multiple of the divisor)
+    counterfactual_p: float = 0.5
+    data_fraction: float = 1.0
+    cohort: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainingCase:
+    """One case on the working grid, with counterfactual targets for alternative contexts."""
+
+    case_id: str
+    image: torch.Tensor  # [1, Z, Y, X]
+    variants: list  # [(context dict, label tensor [1, Z, Y, X])]; variants[0] is the case's own
+
+
+def _counterfactual_contexts(cancer_type: str, context: dict) -> list[dict]:
+    if cancer_type != "breast":
+        return []
+    out = []
+    side = context.get("laterality")
+    if side in ("left", "right"):
+        out.append(dict(context, laterality="right" if side == "left" else "left"))
+    n_key = "pN" if context.get("pN") else "cN"
+    n = context.get(n_key)
+    if n is not None:
+        out.append(dict(context, **{n_key: "N0" if n != "N0" else "N1"}))
+    if context.get("surgery") in ("bcs", "mastectomy"):
+        out.append(dict(context, surgery="mastectomy" if context["surgery"] == "bcs" else "bcs"))
+    return out
+
+
+def prepare_case(case, config: ModelConfig, divisor: int, counterfactual_fn=None, with_variants=True) -> TrainingCase:
+    spacing = case.grid.spacing_zyx
+    image = prepare(case.hu, spacing, config.target_spacing_zyx, divisor).image
+    variants = [(dict(case.context), prepare_label(case.ctv, spacing, config.target_spacing_zyx, divisor))]
+    if with_variants and counterfactual_fn is not None:
+        for ctx in _counterfactual_contexts(config.cancer_type, case.context):
+            mask = counterfactual_fn(case, ctx)
+            variants.append((ctx, prepare_label(mask, spacing, config.target_spacing_zyx, divisor)))
+    case_id = f"{getattr(case, 'site', '')}-{getattr(case, 'index', '')}"
+    return TrainingCase(case_id, image, variants)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _sample(case: TrainingCase, slab: int, rng: np.random.Generator, counterfactual_p: float):
+    if len(case.variants) > 1 and rng.random() < counterfactual_p:
+        context, label = case.variants[int(rng.integers(1, len(case.variants)))]
+    else:
+        context, label = case.variants[0]
+    z = case.image.shape[1]
+    if z <= slab:
+        start = 0
+    else:
+        fg = torch.nonzero(label[0].sum((1, 2)) > 0).flatten()
+        if len(fg) and rng.random() < 2 / 3:
+            centre = int(fg[int(rng.integers(len(fg)))]) + int(rng.integers(-2, 3))
+        else:
+            centre = int(rng.integers(z))
+        start = int(np.clip(centre - slab // 2, 0, z - slab))
+    img = case.image[:, start:start + slab]
+    lab = label[:, start:start + slab]
+    if img.shape[1] < slab:  # short volume: pad the slab
+        pad = slab - img.shape[1]
+        img = torch.nn.functional.pad(img, (0, 0, 0, 0, 0, pad))
+        lab = torch.nn.functional.pad(lab, (0, 0, 0, 0, 0, pad))
+    # Intensity augmentation (no mirroring: it would contradict the laterality in the context).
+    img = img * float(rng.uniform(0.9, 1.1)) + float(rng.uniform(-0.05, 0.05))
+    img = img + torch.randn_like(img) * float(rng.uniform(0.0, 0.02))
+    return img, lab, context
+
+
+def dice_score(pred: torch.Tensor, target: torch.Tensor) -> float:
+    pred, target = pred.bool(), target.bool()
+    denom = pred.sum() + target.sum()
+    return 1.0 if denom == 0 else float(2 * (pred & target).sum() / denom)
+
+
+def validate(model: SegmentationModel, cases: list[TrainingCase]) -> float:
+    """Mean Dice of whole working-grid volumes (own context) — cheap per-epoch check."""
+    if not cases:
+        return float("nan")
+    model.eval()
+    scores = []
+    with torch.no_grad():
+        for case in cases:
+            context, label = case.variants[0]
+            logits = model(case.image[None], [context])
+            scores.append(dice_score(logits[0] > 0, label > 0.5))
+    model.train()
+    return float(np.mean(scores))
+
+
+def make_loss(kind: str):
+    if kind == "dicece":
+        return DiceCELoss(sigmoid=True, lambda_dice=1.0, lambda_ce=1.0)
+    if kind == "dicefocal":
+        return DiceFocalLoss(sigmoid=True, lambda_dice=1.0, lambda_focal=1.0)
+    raise ValueError(f"loss: unknown {kind!r}; expected 'dicece' or 'dicefocal'")
+
+
+def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: list[TrainingCase],
+          cfg: TrainConfig, out_path, *, resume: bool = False, progress: Callable | None = None,
+          log: Callable | None = None) -> dict:
+    """Train in place; returns {"metrics", "history", "checkpoint_id"}."""
+    if not train_cases:
+        raise ValueError("train_cases: empty training cohort")
+    if cfg.slab_slices % model.net.divisor:
+        raise ValueError(f"slab_slices: {cfg.slab_slices} must be a multiple of {model.net.divisor}")
+    log = log or (lambda message: None)
+    seed_everything(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    out_path = Path(out_path)
+    resume_path = out_path.with_suffix(out_path.suffix + ".resume")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = make_loss(cfg.loss)
+    history, start_epoch = [], 0
+    if resume and resume_path.exists():
+        state = torch.load(resume_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"], strict=False)
+        optimiser.load_state_dict(state["optimiser"])
+        history, start_epoch = state["history"], state["epoch"]
+        rng = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        log(f"resumed after epoch {start_epoch}")
+    total_steps = cfg.epochs * cfg.steps_per_epoch
+    t_start, steps_done_here = time.perf_counter(), 0
+    model.train()
+    ckpt_id = None
+    for epoch in range(start_epoch, cfg.epochs):
+        losses = []
+        for step in range(cfg.steps_per_epoch):
+            batch = [_sample(train_cases[int(rng.integers(len(train_cases)))], cfg.slab_slices, rng,
+                             cfg.counterfactual_p) for _ in range(cfg.batch_size)]
+            images = torch.stack([b[0] for b in batch])
+            labels = torch.stack([b[1] for b in batch])
+            logits = model(images, [b[2] for b in batch])
+            loss = loss_fn(logits, labels)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss))
+            steps_done_here += 1
+            global_step = epoch * cfg.steps_per_epoch + step + 1
+            rate = (time.perf_counter() - t_start) / steps_done_here
+            if progress:
+                progress({"epoch": epoch + 1, "epochs": cfg.epochs, "step": global_step, "total_steps": total_steps,
+                          "loss": losses[-1], "eta_s": rate * (total_steps - global_step)})
+        val_dice = validate(model, val_cases)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_dice": val_dice,
+                        "elapsed_s": time.perf_counter() - t_start})
+        log(f"epoch {epoch + 1}/{cfg.epochs} loss {np.mean(losses):.4f} val_dice {val_dice:.4f}")
+        metrics = {"val_dice": val_dice, "train_loss": float(np.mean(losses)), "epochs_done": epoch + 1}
+        ckpt_id = save_checkpoint(model, out_path, cohort=cfg.cohort, metrics=metrics, history=history,
+                                  extra={"train_config": {k: v for k, v in cfg.__dict__.items() if k != "cohort"}})
+        torch.save({"model": model.saved_state_dict(), "optimiser": optimiser.state_dict(), "history": history,
+                    "epoch": epoch + 1, "rng": rng, "torch_rng": torch.get_rng_state()}, resume_path)
+    return {"metrics": history[-1] if history else {}, "history": history, "checkpoint_id": ckpt_id}

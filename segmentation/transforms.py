@@ -1,0 +1,102 @@
+"""Preprocessing between a CT on its own grid and the network's working grid, and back.
+
+Orientation convention: volumes arrive as numpy arrays indexed ``[slice, row, column]`` in the
+ContextRT convention (see docs/architecture.md): for the axial head-first-supine scans the cohort
+uses, slice index runs inferior→superior, row index anterior→posterior and column index patient
+right→left (DICOM LPS). The network works in that same index order (no axis permutation), so a
+"left" context always means "higher column index". Callers with other patient orientations must
+reorient to this convention before calling (dicom_rt.geometry.Grid carries the cosines).
+
+Pipeline (MONAI): HU clipped to [-1000, 1000] and scaled to [0, 1] (ScaleIntensityRange), resampled
+to a target spacing (Resize computed from the spacing ratio; trilinear for images, nearest for
+labels, thresholded), padded to a multiple of the network's downsampling factor (DivisiblePad). ``Prepared``
+remembers every step so ``to_original_grid`` maps a probability map back exactly onto the CT grid:
+un-pad, then resample to the original shape.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.transforms import DivisiblePad, ScaleIntensityRange
+
+HU_MIN, HU_MAX = -1000.0, 1000.0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A volume on the working grid plus what is needed to undo the preprocessing."""
+
+    image: torch.Tensor  # float32 [1, Z, Y, X] on the working grid, padded
+    original_shape: tuple[int, int, int]
+    resampled_shape: tuple[int, int, int]  # before padding
+    pad_before: tuple[int, int, int]
+
+
+def working_shape(shape_zyx, spacing_zyx, target_spacing_zyx) -> tuple[int, int, int]:
+    """Shape on the target spacing covering the same physical extent (at least 1 voxel per axis)."""
+    return tuple(
+        max(1, int(round(n * s / t))) for n, s, t in zip(shape_zyx, spacing_zyx, target_spacing_zyx)
+    )
+
+
+def _check_volume(hu: np.ndarray, spacing_zyx) -> None:
+    if not isinstance(hu, np.ndarray) or hu.ndim != 3:
+        raise ValueError(f"hu: expected a 3-D numpy array [slice, row, column], got {getattr(hu, 'shape', type(hu))}")
+    if min(hu.shape) < 1:
+        raise ValueError(f"hu: empty volume of shape {hu.shape}")
+    if len(spacing_zyx) != 3 or any(not np.isfinite(s) or s <= 0 for s in spacing_zyx):
+        raise ValueError(f"spacing_zyx: expected three positive mm values, got {spacing_zyx!r}")
+
+
+def normalise_hu(hu: np.ndarray) -> torch.Tensor:
+    """HU -> [0, 1] float tensor [1, Z, Y, X] (clip at ±1000)."""
+    scale = ScaleIntensityRange(a_min=HU_MIN, a_max=HU_MAX, b_min=0.0, b_max=1.0, clip=True)
+    return torch.as_tensor(scale(np.asarray(hu, dtype=np.float32)[None]), dtype=torch.float32)
+
+
+def resample(volume: torch.Tensor, shape: tuple[int, int, int], *, label: bool = False) -> torch.Tensor:
+    """[C, Z, Y, X] -> [C, *shape], trilinear with voxel centres aligned (align_corners=False).
+
+    Labels are interpolated then thresholded at 0.5: torch's "nearest" picks floor(i * scale),
+    which shifts a mask by up to half a voxel, whereas this keeps it centred.
+    """
+    if tuple(volume.shape[1:]) == tuple(shape):
+        return volume.float()
+    out = F.interpolate(volume[None].float(), size=tuple(shape), mode="trilinear", align_corners=False)[0]
+    return (out >= 0.5).float() if label else out
+
+
+def prepare(hu: np.ndarray, spacing_zyx, target_spacing_zyx, divisor: int) -> Prepared:
+    """CT on its own grid -> padded working-grid tensor with its inverse-mapping record."""
+    _check_volume(hu, spacing_zyx)
+    image = normalise_hu(hu)
+    shape = working_shape(hu.shape, spacing_zyx, target_spacing_zyx)
+    image = resample(image, shape)
+    padder = DivisiblePad(k=divisor, mode="constant", value=0.0)
+    padded = torch.as_tensor(padder(image))
+    total = [p - s for p, s in zip(padded.shape[1:], shape)]
+    # DivisiblePad centres the volume: the lower margin is floor(total / 2).
+    pad_before = tuple(t // 2 for t in total)
+    return Prepared(image=padded.float(), original_shape=tuple(hu.shape), resampled_shape=shape, pad_before=pad_before)
+
+
+def prepare_label(mask: np.ndarray, spacing_zyx, target_spacing_zyx, divisor: int) -> torch.Tensor:
+    """A mask on the CT grid -> the same working grid as ``prepare`` (nearest neighbour)."""
+    shape = working_shape(mask.shape, spacing_zyx, target_spacing_zyx)
+    label = resample(torch.as_tensor(np.asarray(mask, dtype=np.float32))[None], shape, label=True)
+    padder = DivisiblePad(k=divisor, mode="constant", value=0.0)
+    return torch.as_tensor(padder(label)).float()
+
+
+def to_original_grid(prob: torch.Tensor, prepared: Prepared) -> np.ndarray:
+    """Working-grid probability [Z, Y, X] (or [1, Z, Y, X]) -> float32 array on the original CT grid."""
+    if prob.ndim == 3:
+        prob = prob[None]
+    z0, y0, x0 = prepared.pad_before
+    dz, dy, dx = prepared.resampled_shape
+    cropped = prob[:, z0:z0 + dz, y0:y0 + dy, x0:x0 + dx]
+    back = resample(cropped.float(), prepared.original_shape)
+    return back[0].clamp_(0.0, 1.0).cpu().numpy().astype(np.float32)

