@@ -2,11 +2,14 @@
 
 Plain Python (pydicom, numpy, scikit-image). Each ROI mask ([slice, row,
 column], the CT's sorted order) is traced slice by slice with
-``skimage.measure.find_contours`` at the 0.5 iso-level of the zero-padded mask,
-so each contour runs half a pixel outside the boundary pixel centres; outer
-boundaries and holes both become CLOSED_PLANAR contours and readers that
-combine a slice's contours with the even-odd rule (as ``dicom_rt.rasterise``
-and most TPS do) recover the mask. Points are mapped to patient millimetres
+``skimage.measure.find_contours`` on the zero-padded mask at iso-level 0.95,
+so each contour runs 0.05 pixel outside the centres of the mask's boundary
+pixels. That one polygon is read back exactly both by pixel-centre-inclusion
+readers (``dicom_rt.rasterise``, most TPS) and by readers that round vertices
+to pixel centres and fill the polygon's edge pixels too (rt-utils / OpenCV
+``fillPoly``); the price is a polygon area about half a pixel per unit of
+perimeter smaller than the voxel count. Outer boundaries and holes both become
+CLOSED_PLANAR contours, to be combined with the even-odd rule. Points are mapped to patient millimetres
 through ``Grid.voxel_to_patient``. UIDs come from ``uid_factory`` so callers
 can make outputs deterministic (the fixtures) or unique (the portal's export).
 """
@@ -41,6 +44,9 @@ class RTStructWriteError(ValueError):
         super().__init__(f"{field}: {message}")
 
 
+ISO_LEVEL = 0.95
+
+
 def mask_slice_contours(mask2d: np.ndarray, tolerance_px: float = 0.0) -> list[np.ndarray]:
     """Closed contours (K, 2) in fractional (row, column) pixel indices around a 2-D mask, holes included.
 
@@ -48,7 +54,7 @@ def mask_slice_contours(mask2d: np.ndarray, tolerance_px: float = 0.0) -> list[n
     """
     padded = np.pad(np.asarray(mask2d, dtype=np.uint8), 1)
     contours = []
-    for contour in find_contours(padded, 0.5, fully_connected="high"):
+    for contour in find_contours(padded, ISO_LEVEL, fully_connected="high"):
         if tolerance_px > 0:
             contour = approximate_polygon(contour, tolerance=tolerance_px)
         if np.allclose(contour[0], contour[-1]):

@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--counterfactual-p", type=float, default=0.5)
     p.add_argument("--n-train", type=int, default=24, help="internal training cases")
     p.add_argument("--n-val", type=int, default=6, help="internal validation cases")
+    p.add_argument("--case-shape", type=int, default=128,
+                   help="in-plane size of the generated synthetic CTs (fixtures shape; 128 = ~3.9 mm pixels)")
     p.add_argument("--data-fraction", type=float, default=1.0, help="use this fraction of the training cases")
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--cohort-seed", type=int, default=0, help="fixtures seed")
@@ -81,13 +83,15 @@ def main(argv=None, stdout=None) -> dict:
 
     t = time.perf_counter()
     n_used = max(1, int(math.ceil(args.n_train * args.data_fraction)))
-    train_raw = generate_cases(args.cancer_type, "internal", "train", n_used, seed=args.cohort_seed)
-    val_raw = generate_cases(args.cancer_type, "internal", "val", args.n_val, seed=args.cohort_seed) if args.n_val else []
+    train_raw = generate_cases(args.cancer_type, "internal", "train", n_used, seed=args.cohort_seed,
+                               shape=args.case_shape)
+    val_raw = generate_cases(args.cancer_type, "internal", "val", args.n_val, seed=args.cohort_seed,
+                             shape=args.case_shape) if args.n_val else []
     divisor = model.net.divisor
     cf = counterfactual_mask if model.uses_text else None
     train_cases = [prepare_case(c, config, divisor, cf) for c in train_raw]
     val_cases = [prepare_case(c, config, divisor, with_variants=False) for c in val_raw]
-    cohort = {"source": "fixtures.generate_case", "cohort_seed": args.cohort_seed, "site": "internal",
+    cohort = {"source": "fixtures.generate_case", "cohort_seed": args.cohort_seed, "site": "internal", "case_shape": args.case_shape,
               "train_indices": [getattr(c, "index", None) for c in train_raw],
               "val_indices": [getattr(c, "index", None) for c in val_raw],
               "data_fraction": args.data_fraction, "n_train": len(train_raw), "n_val": len(val_raw)}

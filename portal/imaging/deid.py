@@ -44,6 +44,7 @@ _KEPT_UID_KEYWORDS = {
     "ReferencedTransferSyntaxUIDInFile", "ReferencedSOPClassUIDInFile", "SOPClassesInStudy",
 }
 _WELL_KNOWN_UID_ROOT = "1.2.840.10008."
+_PIXEL_DATA = 0x7FE00010
 
 # X (remove) in the Basic Profile, for attributes found in CT / RTSTRUCT objects (not retained by our options).
 _REMOVE = [
@@ -127,6 +128,22 @@ def _is_remapped_uid(elem) -> bool:
     return elem.VR == "UI" and elem.keyword not in _KEPT_UID_KEYWORDS
 
 
+def collect_uids(ds: Dataset, into: set[str] | None = None) -> set[str]:
+    """Every UID value that ``deidentify`` would remap (so stored pseudonyms can be looked up first)."""
+    into = set() if into is None else into
+    for tag in ds.keys():
+        if tag == _PIXEL_DATA or tag.is_private:
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                collect_uids(item, into)
+        elif elem.value not in (None, "", b"") and _is_remapped_uid(elem):
+            values = elem.value if elem.VM > 1 else [elem.value]
+            into.update(str(v).strip() for v in values if str(v).strip() and not str(v).startswith(_WELL_KNOWN_UID_ROOT))
+    return into
+
+
 def _walk(ds: Dataset, plan: DeidPlan, shift_days: int) -> None:
     for keyword in _REMOVE:
         if keyword in ds:
@@ -134,10 +151,13 @@ def _walk(ds: Dataset, plan: DeidPlan, shift_days: int) -> None:
     for keyword in _EMPTY:
         if keyword in ds:
             ds[keyword].value = ""
-    for elem in list(ds):
-        if elem.tag.group & 0xFF00 == 0x6000 or elem.tag.group in (0x5000,):  # overlays, curves
-            del ds[elem.tag]
+    for tag in list(ds.keys()):
+        if tag == _PIXEL_DATA:
+            continue  # never loaded here: it may still be deferred in the uploaded file
+        if tag.is_private or tag.group & 0xFF00 in (0x6000, 0x5000):  # private attributes, overlays, curves
+            del ds[tag]
             continue
+        elem = ds[tag]
         if elem.VR == "SQ":
             for item in elem.value or []:
                 _walk(item, plan, shift_days)
@@ -158,7 +178,6 @@ def _walk(ds: Dataset, plan: DeidPlan, shift_days: int) -> None:
 
 def deidentify(ds: Dataset, plan: DeidPlan, patient: PatientPseudonym) -> Dataset:
     """De-identify ``ds`` in place (and its file meta) and return it."""
-    ds.remove_private_tags()
     _walk(ds, plan, patient.date_shift_days)
     ds.PatientName = patient.pseudo_id
     ds.PatientID = patient.pseudo_id

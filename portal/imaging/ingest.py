@@ -199,9 +199,9 @@ def _pixel_location(path: Path) -> tuple[int, int]:
 def _metadata_json(ds: Dataset) -> dict:
     """DICOM JSON of the dataset without PixelData (the DICOMweb layer adds its BulkDataURI)."""
     meta = Dataset()
-    for elem in ds:
-        if elem.tag != 0x7FE00010:
-            meta.add(elem)
+    for tag in ds.keys():
+        if tag != 0x7FE00010:
+            meta.add(ds[tag])
     return meta.to_json_dict(bulk_data_threshold=1 << 30, bulk_data_element_handler=lambda e: "")
 
 
@@ -308,17 +308,9 @@ def ingest_files(paths, *, site, user=None, names=None, allow_partial: bool = Fa
         else:
             errors.append({"file": item.name, "uid": item.sop_uid, "tag": "SOPInstanceUID",
                            "problem": f"SOPInstanceUID {item.sop_uid} is also used by {first.name} with different content"})
-    all_uids = set()
+    all_uids: set[str] = set()
     for item in unique:
-        for elem_keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
-            if elem_keyword in item.dataset:
-                all_uids.add(str(item.dataset[elem_keyword].value))
-    for item in unique:
-        if item.modality == "RTSTRUCT":
-            for elem in item.dataset.iterall():
-                if elem.VR == "UI" and elem.keyword in ("SeriesInstanceUID", "ReferencedSOPInstanceUID", "FrameOfReferenceUID",
-                                                        "ReferencedFrameOfReferenceUID") and elem.value:
-                    all_uids.add(str(elem.value))
+        deid.collect_uids(item.dataset, all_uids)
     stored_map = _stored_uid_map(site, all_uids)
     new_files: list[ParsedFile] = []
     for item in unique:
@@ -579,6 +571,7 @@ def _commit(site, user, new_files, ct_plans, struct_plans, stored_map, staging, 
             transfer_syntax_uid=ExplicitVRLittleEndian, file_path=relpath, file_size=staged.stat().st_size,
             pixel_offset=offset, pixel_length=length, number_of_frames=1, metadata=_metadata_json(item.dataset),
             source_sha256=item.sha256)
+        item.dataset.pop(0x7FE00010, None)  # written; free the pixels before the next file is loaded
         report.instances += 1
         return instance
 

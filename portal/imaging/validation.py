@@ -58,12 +58,12 @@ def sha256_of(path: Path) -> str:
 def read_dicom(path: Path, name: str) -> Dataset:
     """Parse a whole file; raise IngestProblem for non-DICOM or truncated input."""
     try:
-        ds = pydicom.dcmread(path)
+        ds = _dcmread(path)
     except InvalidDicomError:
         # Files without the 128-byte preamble (common in older exports, e.g. the IBSI set) are
         # accepted only when they parse as a dataset that has SOP identity attributes.
         try:
-            ds = pydicom.dcmread(path, force=True)
+            ds = _dcmread(path, force=True)
         except Exception:
             raise IngestProblem(name, "not a DICOM file (no DICM preamble and not parseable as a dataset)")
         if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
@@ -71,12 +71,44 @@ def read_dicom(path: Path, name: str) -> Dataset:
     except (EOFError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise IngestProblem(name, f"unreadable or truncated DICOM file: {exc}")
     try:
-        # Touch every element so a file cut short inside a value fails here, not later.
-        for elem in ds.iterall():
-            _ = elem.value
+        # Touch every element but the pixels so a file cut short inside a value fails here, not later.
+        _touch(ds)
     except Exception as exc:
         raise IngestProblem(name, f"unreadable or truncated DICOM file: {exc}")
     return ds
+
+
+PIXEL_DATA = 0x7FE00010
+# Values above this size (in practice PixelData) stay in the file until written to the store, so an upload's
+# memory use does not grow with its pixel volume.
+DEFER_BYTES = 256 * 1024
+
+
+def _dcmread(path: Path, force: bool = False) -> Dataset:
+    ds = pydicom.dcmread(path, force=force, defer_size=DEFER_BYTES)
+    if _transfer_syntax(ds) == DeflatedExplicitVRLittleEndian:  # deferred reads cannot seek into a deflated stream
+        ds = pydicom.dcmread(path, force=force)
+    return ds
+
+
+def _touch(ds: Dataset) -> None:
+    for tag in list(ds.keys()):
+        if tag == PIXEL_DATA:
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                _touch(item)
+
+
+def pixel_data_length(ds: Dataset, path: Path) -> int | None:
+    """Bytes of PixelData actually present (without loading a deferred value); None when encapsulated."""
+    raw = ds.get_item(PIXEL_DATA)
+    if getattr(raw, "value", b"") is None and hasattr(raw, "value_tell"):  # deferred RawDataElement
+        if raw.length == 0xFFFFFFFF:
+            return None
+        return max(0, min(int(raw.length), Path(path).stat().st_size - int(raw.value_tell)))
+    return len(ds.PixelData)
 
 
 def _require(ds: Dataset, name: str, keywords) -> None:
@@ -92,7 +124,7 @@ def _transfer_syntax(ds: Dataset):
     return uid or ImplicitVRLittleEndian
 
 
-def check_ct_pixels(ds: Dataset, name: str) -> None:
+def check_ct_pixels(ds: Dataset, name: str, path: Path) -> None:
     """Pixel data present, complete, 16-bit greyscale; compressed data decoded to explicit VR little endian."""
     uid = str(ds.SOPInstanceUID)
     if "PixelData" not in ds:
@@ -113,8 +145,12 @@ def check_ct_pixels(ds: Dataset, name: str) -> None:
             raise IngestProblem(name, f"compressed pixel data ({syntax.name if hasattr(syntax, 'name') else syntax}) "
                                       f"could not be decoded: {exc}", tag="TransferSyntaxUID", uid=uid)
     expected = int(ds.Rows) * int(ds.Columns) * 2
-    if len(ds.PixelData) < expected:
-        raise IngestProblem(name, f"PixelData is truncated: {len(ds.PixelData)} bytes where {expected} are expected",
+    present = pixel_data_length(ds, path)
+    if present is None:
+        raise IngestProblem(name, "PixelData is encapsulated but the transfer syntax says uncompressed",
+                            tag="PixelData (7FE0,0010)", uid=uid)
+    if present < expected:
+        raise IngestProblem(name, f"PixelData is truncated: {present} bytes where {expected} are expected",
                             tag="PixelData (7FE0,0010)", uid=uid)
 
 
@@ -134,7 +170,7 @@ def parse_upload_file(path: Path, name: str, *, skip_unsupported: bool = False) 
             raise IngestProblem(name, f"CT with SOP class {ds.SOPClassUID} is not accepted (CT Image Storage only)",
                                 tag="SOPClassUID", uid=uid)
         _require(ds, name, ["FrameOfReferenceUID"])
-        check_ct_pixels(ds, name)
+        check_ct_pixels(ds, name, path)
     else:
         if str(ds.SOPClassUID) != RT_STRUCTURE_SET_STORAGE:
             raise IngestProblem(name, f"RTSTRUCT with SOP class {ds.SOPClassUID} is not RT Structure Set Storage",

@@ -8,6 +8,8 @@ Close codes: 4401 not authenticated, 4403/4404 not allowed or not found.
 """
 from __future__ import annotations
 
+import asyncio
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -29,6 +31,7 @@ class _JobEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4403)
             return
         self.seen: dict[int, int] = {}
+        events.register_consumer_loop(asyncio.get_running_loop())
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
         jobs = await database_sync_to_async(self.snapshot)(user)

@@ -1,8 +1,10 @@
 """Job events on the channel layer: group names, event bodies and the relay from portal to websockets."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -10,6 +12,31 @@ from channels.layers import get_channel_layer
 log = logging.getLogger(__name__)
 
 _STUDY_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# The event loop serving websocket consumers. Channels' in-memory layer keeps
+# asyncio queues of that loop, so a thread with its own loop (the embedded
+# Dramatiq worker) must hand its sends to this loop instead of running them itself.
+_consumer_loop: asyncio.AbstractEventLoop | None = None
+
+
+def register_consumer_loop(loop: asyncio.AbstractEventLoop) -> None:
+    global _consumer_loop
+    _consumer_loop = loop
+
+
+def _send(layer, group: str, body: dict) -> None:
+    loop = _consumer_loop
+    in_memory = type(layer).__name__ == "InMemoryChannelLayer"
+    if in_memory and loop is not None and loop.is_running() and not _runs_in(loop):
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, body), loop).result(timeout=10)
+    else:
+        async_to_sync(layer.group_send)(group, body)
+
+
+def _runs_in(loop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return getattr(loop, "_thread_id", None) == threading.get_ident()
 
 
 def job_group(job_id: int) -> str:
@@ -69,6 +96,6 @@ def publish(job, event_type: str, extra: dict | None = None) -> None:
     body = {"type": "job.event", "event": event_type, "data": {**job_state(job), **(extra or {})}}
     for group in groups_of(job):
         try:
-            async_to_sync(layer.group_send)(group, body)
+            _send(layer, group, body)
         except Exception:  # noqa: BLE001 - see docstring
             log.exception("could not publish %s for job %s to %s", event_type, job.pk, group)

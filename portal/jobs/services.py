@@ -115,7 +115,10 @@ def submit_job(user, kind: str, case=None, checkpoint: str | None = None, contex
     if kind == Kind.WHAT_IF:
         params["context"] = _validated_what_if_context(case, params.get("context"))
     if study_key:
-        events.study_group(study_key)  # validates the key
+        try:
+            events.study_group(study_key)
+        except ValueError as exc:
+            raise JobError(str(exc), field="study") from None
     queue = queue or (Queue.CPU if kind == Kind.BATCH else Queue.GPU)
     if queue not in Queue.values:
         raise JobError(f"unknown queue {queue!r}; choose one of {', '.join(Queue.values)}", field="queue")
@@ -404,7 +407,14 @@ def _metrics_against_ground_truth(job: Job, mask, grid) -> dict:
     from portal.imaging.volume import roi_mask
 
     panel = compute_panel(mask, roi_mask(roi), grid.spacing_zyx)
-    return {k: v for k, v in panel.items() if isinstance(v, (int, float, str, list)) and k != "apl_per_slice_mm"}
+    # NaN (undefined, e.g. an empty prediction) becomes null: PostgreSQL's jsonb has no NaN.
+    clean = {}
+    for key, value in panel.items():
+        if isinstance(value, float) and value != value:
+            clean[key] = None
+        elif isinstance(value, (int, float, str, list)) and key != "apl_per_slice_mm":
+            clean[key] = value
+    return clean
 
 
 def _write_rtstruct(job: Job, mask) -> str:

@@ -6,7 +6,6 @@ mask itself (no labels, ids, colours or names of the source).
 from __future__ import annotations
 
 from dicom_rt.geometry import Grid
-from dicom_rt.payload import encode_mask
 from portal.imaging import storage
 
 BLINDED_COLOUR = [255, 215, 0]
@@ -26,6 +25,8 @@ def series_grid(series) -> Grid:
 
 
 def _payload(mask_path: str, series, name: str, colour) -> dict:
+    from dicom_rt.payload import encode_mask  # written alongside; imported lazily
+
     mask = storage.load_mask(mask_path)
     payload = encode_mask(mask, series_grid(series))
     payload["name"] = name

@@ -4,9 +4,12 @@ interface ``module(features [B,C,Z,Y,X], tokens [B,K,C]) -> features [B,C,Z,Y,X]
 
 - ``two_way`` (LLMSeg, default): a SAM-style two-way transformer. Per layer: token self-attention,
   token→image cross-attention, token MLP, image→token cross-attention; there is NO voxel
-  self-attention, so both cross-attentions cost O(voxels × tokens) — linear in the number of
-  voxels with only a handful of tokens — and full-resolution levels stay affordable without
-  pooling. As in SAM, the cross-attentions work in a downsampled internal width (C / 2).
+  self-attention, so both cross-attentions cost O(voxels × tokens), linear in the number of
+  voxels. As in SAM, the cross-attentions work in a downsampled internal width (C / 2). On a CPU
+  even linear cost at the finest levels dominates, so a level with more than ``max_voxels``
+  voxels is average-pooled (same factor on every axis) before alignment and the alignment's
+  *change* to the features is upsampled back (trilinear) and added to the full-resolution
+  features: coarse context-dependent corrections, full-resolution image detail kept.
 - ``gated``: gated residual injection (ContextUNETR variant): f + tanh(g) · proj(mean token).
 - ``concat``: concatenate the broadcast token map and mix with a 1x1x1 convolution.
 - ``static``: static weighted fusion: f + w · proj(mean token), one learned scalar per level.
@@ -14,6 +17,8 @@ interface ``module(features [B,C,Z,Y,X], tokens [B,K,C]) -> features [B,C,Z,Y,X]
   decides how much of the text map is added.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -67,13 +72,24 @@ class _TwoWayLayer(nn.Module):
 
 
 class TwoWayFusion(nn.Module):
-    def __init__(self, channels: int, depth: int = 2, heads: int = 8, downsample: int = 2):
+    def __init__(self, channels: int, depth: int = 2, heads: int = 8, downsample: int = 2, max_voxels: int = 4096):
         super().__init__()
+        self.max_voxels = int(max_voxels)
         self.layers = nn.ModuleList(_TwoWayLayer(channels, heads, downsample) for _ in range(depth))
         # Learned per-axis position code (cheap, resolution independent) so tokens can address regions.
         self.pos = nn.Linear(3, channels)
 
     def forward(self, feats, tokens):
+        voxels = feats.shape[2] * feats.shape[3] * feats.shape[4]
+        if self.max_voxels and voxels > self.max_voxels:
+            factor = int(math.ceil((voxels / self.max_voxels) ** (1 / 3)))
+            pooled = nn.functional.avg_pool3d(feats, factor, ceil_mode=True)
+            change = self._align(pooled, tokens) - pooled
+            return feats + nn.functional.interpolate(change, size=feats.shape[2:], mode="trilinear",
+                                                     align_corners=False)
+        return self._align(feats, tokens)
+
+    def _align(self, feats, tokens):
         b, c, z, y, x = feats.shape
         image = feats.flatten(2).transpose(1, 2)  # [B, V, C]
         grid = torch.stack(torch.meshgrid(

@@ -1,1 +1,9 @@
-"""Fixtures shared by the accounts and imaging tests (this folder is on sys.path for portal_own_urls)."""
+"""Shared by the accounts and imaging tests: puts this folder and imaging/ on sys.path so the helper modules
+``portal_own_urls`` (a URL map with only these apps' routes) and ``ct_factory`` (synthetic CT series) import
+under any pytest import mode."""
+import sys
+from pathlib import Path
+
+for folder in (Path(__file__).parent, Path(__file__).parent / "imaging"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))

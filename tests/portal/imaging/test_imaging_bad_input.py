@@ -214,3 +214,11 @@ def test_deidentification_of_synthetic_headers(site, tmp_path):
     ingest_files(write_ct_series(tmp_path / "h2", 2, patient="MRN-777"), site=site)
     later = pydicom.dcmread(storage.absolute(Instance.objects.order_by("-pk").first().file_path))
     assert later.PatientID == ds.PatientID and later.StudyDate == ds.StudyDate
+
+
+def test_truncated_large_file_with_deferred_pixels(settings, site, stored_first, realdata_dir, tmp_path):
+    source = realdata_dir / "rtutils-mim-phantom" / "ct_1.dcm"  # 512x512: its pixels are read lazily
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(source.read_bytes()[:-1000])
+    (error,) = rejected(settings, site, [cut])
+    assert "PixelData is truncated" in error["problem"] and "523288 bytes where 524288" in error["problem"]

@@ -106,3 +106,25 @@ def test_same_files_in_two_sites_are_independent_copies(realdata_dir, site):
     third = Site.objects.create(code="s3", name="S3")
     with pytest.raises(IngestError, match="neither in this upload nor stored"):
         ingest_files(files[2:], site=third)
+
+
+def test_shared_uids_across_uploads_map_consistently(site, tmp_path):
+    """UIDs other than study/series/instance (e.g. IrradiationEventUID, scout references) reuse stored pseudonyms."""
+    import pydicom
+
+    paths = write_ct_series(tmp_path / "shared", 3)
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.IrradiationEventUID = "1.2.3.999.1"
+        ref = pydicom.Dataset()
+        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", "1.2.3.999.2"
+        ds.ReferencedImageSequence = [ref]
+        ds.save_as(p)
+    ingest_files(paths[:2], site=site)
+    ingest_files(paths[2:], site=site)
+    from portal.imaging import storage
+
+    stored = [pydicom.dcmread(storage.absolute(i.file_path)) for i in Instance.objects.order_by("slice_index")]
+    assert len({str(d.IrradiationEventUID) for d in stored}) == 1 and stored[0].IrradiationEventUID != "1.2.3.999.1"
+    assert len({d.ReferencedImageSequence[0].ReferencedSOPInstanceUID for d in stored}) == 1
+    assert stored[0].ReferencedImageSequence[0].ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.2"  # class UIDs kept
