@@ -42,6 +42,7 @@ export function readForm(form, schema) {
 
 // DRF ({field: ["msg"]}) and plain ({errors: {field: "msg"}}) error bodies alike.
 export function fieldErrors(body) {
+  if (body && body.field && body.detail) return { [body.field]: body.detail };
   const source = body && body.errors ? body.errors : body && body.data && typeof body.data === "object" ? body.data : body;
   const out = {};
   if (!source || typeof source !== "object") return out;
@@ -140,7 +141,10 @@ export class ContextEditor {
     const button = this.form.querySelector(".save");
     button.disabled = true;
     try {
-      const version = await api(this.config.api.context_versions, { method: "POST", body: { data } });
+      const payload = { data };
+      if (this.sourceNote) payload.note = this.sourceNote; // the server keeps it only with PHI masked
+      const version = await api(this.config.api.context_versions, { method: "POST", body: payload });
+      this.sourceNote = "";
       showErrors(this.form, {});
       this.versions.push(version);
       this.renderHistory();
@@ -158,7 +162,8 @@ export class ContextEditor {
     try {
       const body = await api(this.config.api.prompt_preview, { method: "POST", body: { data: readForm(this.form, this.schema) } });
       showErrors(this.form, {});
-      this.root.querySelector(".prompt-preview").textContent = body.prompt ?? body.prompt_text ?? "";
+      this.root.querySelector(".prompt-preview").textContent = body.prompt_text ?? "";
+      this.root.querySelector(".risk").textContent = body.risk_group ? `NCCN risk group: ${body.risk_group}` : "";
     } catch (error) {
       showErrors(this.form, error instanceof ApiError && error.status === 400 ? fieldErrors(error.body) : { __all__: error.message });
     }
@@ -169,7 +174,7 @@ export class ContextEditor {
     const box = this.root.querySelector(".proposal");
     try {
       const body = await api(this.config.api.extract_note, { method: "POST", body: { note } });
-      const proposed = body.proposed || body.values || {};
+      const proposed = body.proposed || {};
       box.innerHTML = `<p>Masked note: <q class="masked">${(body.masked_note || "").replace(/</g, "&lt;")}</q></p>
         <ul>${Object.entries(proposed).map(([k, v]) => `<li><code>${k}</code> = ${v}</li>`).join("")}</ul>
         <button type="button" class="accept">Use these values</button>`;
@@ -178,7 +183,7 @@ export class ContextEditor {
           const input = this.form.elements[key];
           if (input) input.value = String(value);
         }
-        this.sourceNote = body.masked_note || "";
+        this.sourceNote = note;
       });
     } catch (error) {
       box.textContent = `Could not extract: ${error.message}`;

@@ -18,25 +18,42 @@ export async function fetchJob(config, id) {
   return api(config.api.job.replace("{id}", String(id)));
 }
 
-// Follow a job until it is final. The websocket first sends the current state (late clients
-// miss nothing); if it cannot open, poll the REST resource instead.
+export async function fetchContour(config, id) {
+  return api(config.api.job_contour.replace("{id}", String(id)));
+}
+
+const FINAL = ["succeeded", "failed", "cancelled"];
+
+// Follow a job until it is final, resolving with its last state (and ``contour`` when it succeeded).
+// The websocket (portal/jobs/consumers.py) first sends a snapshot of the current state, so a late
+// client misses nothing; events older than what was seen (``seq``) are dropped. If the socket cannot
+// be used, the REST resource is polled instead.
 export function followJob(config, id, onEvent) {
   return new Promise((resolve) => {
     let done = false;
     let lastSeq = -1;
-    const finish = (data) => {
-      if (done) return;
+    let finishing = false;
+    const finish = async (data) => {
+      if (done || finishing) return;
+      finishing = true;
+      if (data.state === "succeeded" && !data.contour) {
+        try {
+          data = { ...data, contour: await fetchContour(config, id) };
+        } catch (error) {
+          data = { ...data, contour: null, error: `contour: ${error.message}` };
+        }
+      }
       done = true;
       resolve(data);
     };
     const handle = (data) => {
-      if (!data || done) return;
-      if (typeof data.seq === "number" && data.seq < lastSeq) return;
-      if (typeof data.seq === "number") lastSeq = data.seq;
-      onEvent(data);
-      if (["succeeded", "failed", "cancelled"].includes(data.state) && (data.state !== "succeeded" || data.contour)) {
-        finish(data);
+      if (!data || done || (data.job !== undefined && data.job !== id)) return;
+      if (typeof data.seq === "number") {
+        if (data.seq < lastSeq) return;
+        lastSeq = data.seq;
       }
+      onEvent(data);
+      if (FINAL.includes(data.state)) finish(data);
     };
     const poll = async () => {
       while (!done) {
@@ -49,24 +66,28 @@ export function followJob(config, id, onEvent) {
       }
     };
     const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-    const path = config.api.job_ws.replace("{id}", String(id));
     let socket;
     try {
-      socket = new WebSocket(`${scheme}://${window.location.host}${path}`);
+      socket = new WebSocket(`${scheme}://${window.location.host}${config.api.job_ws.replace("{id}", String(id))}`);
     } catch {
       poll();
       return;
     }
-    let opened = false;
-    socket.onopen = () => { opened = true; };
+    let polling = false;
+    const fallBack = () => {
+      if (!done && !polling) {
+        polling = true;
+        poll();
+      }
+    };
     socket.onmessage = (message) => {
       const body = JSON.parse(message.data);
-      const data = body.data ? { ...body.data, event: body.event || body.type } : body;
-      handle(data);
+      if (body.type === "snapshot") (body.jobs || []).forEach(handle);
+      else if (body.job && typeof body.job === "object") handle({ ...body.job, event: body.type });
       if (done) socket.close();
     };
-    socket.onclose = () => { if (!done) poll(); };
-    socket.onerror = () => { if (!opened && !done) socket.close(); };
+    socket.onclose = fallBack;
+    socket.onerror = fallBack;
   });
 }
 

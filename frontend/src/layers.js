@@ -22,8 +22,8 @@ export function layersFromConfig(config) {
   });
   (config.results || []).forEach((r) => {
     layers.push(modelLayer(`job-${r.job}`, r.name, r.payload, r.color || (r.model === "vision" ? "#ff3030" : "#ffd400")));
-    if (r.probability_bands && r.probability_bands.length) {
-      layers.push({ key: `prob-${r.job}`, name: `${r.name} probability`, kind: "prob", bands: r.probability_bands,
+    if (r.probability) {
+      layers.push({ key: `prob-${r.job}`, name: `${r.name} probability`, kind: "probability", payload: r.probability,
         opacity: 0.35, visible: false });
     }
   });

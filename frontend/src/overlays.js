@@ -1,14 +1,20 @@
 // Structure overlay layers (ground truth, OARs, model contours, probability wash, difference)
 // painted on a canvas above the Cornerstone viewport, registered to the displayed axial image,
 // with a legend that sets each layer's visibility, colour and opacity.
-import { decodeSlice, decodeBands, differenceSlice } from "./rle.js";
+import { decodePayload, maskSlice, probabilitySlice, differenceSlice } from "./rle.js";
 
 function hexToRgb(hex) {
   const v = parseInt(hex.replace("#", ""), 16);
   return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
 }
 
-const WASH = [[0, 0, 255], [0, 255, 255], [255, 255, 0], [255, 0, 0]]; // low -> high probability
+// Probability wash: blue (low) -> cyan -> yellow -> red (high); below 5 % nothing is painted.
+function wash(level) {
+  const t = level / 255;
+  if (t < 0.33) return [0, Math.round(765 * t), 255];
+  if (t < 0.66) return [Math.round(765 * (t - 0.33)), 255, Math.round(255 - 765 * (t - 0.33))];
+  return [255, Math.round(255 - 765 * (t - 0.66)), 0];
+}
 
 export class OverlayLayers {
   constructor(viewer, layers) {
@@ -26,6 +32,16 @@ export class OverlayLayers {
     const merged = { visible: true, opacity: 0.5, color: "#ff0000", kind: "mask", ...layer };
     if (existing >= 0) this.layers[existing] = merged;
     else this.layers.push(merged);
+    if (merged.payload && !merged.decoded) {
+      merged.ready = decodePayload(merged.payload).then((decoded) => {
+        merged.decoded = decoded;
+        this.draw();
+      }).catch((error) => {
+        merged.error = error.message;
+        console.error(`layer ${merged.name}:`, error);
+        this.renderLegend();
+      });
+    }
     if (redraw) {
       this.renderLegend();
       this.draw();
@@ -54,10 +70,11 @@ export class OverlayLayers {
       const row = document.createElement("div");
       row.className = "legend-row";
       row.dataset.layer = layer.key;
-      const swatch = layer.kind === "prob" ? '<span class="wash"></span>'
+      const swatch = layer.kind === "probability" ? '<span class="wash"></span>'
         : `<input type="color" class="layer-color" value="${layer.color}" aria-label="Colour of ${layer.name}">`;
       row.innerHTML = `
         <label><input type="checkbox" class="layer-visible" ${layer.visible ? "checked" : ""}> ${layer.name}</label>
+        ${layer.error ? `<small class="field-error">${layer.error}</small>` : ""}
         ${swatch}
         <input type="range" class="layer-opacity" min="0" max="1" step="0.05" value="${layer.opacity}"
                aria-label="Opacity of ${layer.name}">`;
@@ -73,23 +90,22 @@ export class OverlayLayers {
   }
 
   sliceMask(layer, index) {
-    if (layer.kind === "prob") return decodeBands(layer.bands || [], index);
     if (layer.kind === "diff") {
       const [a, b] = layer.pair.map((key) => this.get(key));
-      if (!a || !b) return null;
-      const [, rows, cols] = a.payload.shape;
-      return differenceSlice(decodeSlice(a.payload, index), decodeSlice(b.payload, index), rows * cols);
+      if (!a || !b || !a.decoded || !b.decoded) return null;
+      const [, rows, cols] = a.decoded.shape;
+      return differenceSlice(maskSlice(a.decoded, index), maskSlice(b.decoded, index), rows * cols);
     }
-    return layer.payload ? decodeSlice(layer.payload, index) : null;
+    if (!layer.decoded) return null;
+    return layer.kind === "probability" ? probabilitySlice(layer.decoded, index) : maskSlice(layer.decoded, index);
   }
 
   layerShape(layer) {
-    if (layer.kind === "prob") return layer.bands && layer.bands[0] ? layer.bands[0].payload.shape : null;
     if (layer.kind === "diff") {
       const a = this.get(layer.pair[0]);
-      return a && a.payload ? a.payload.shape : null;
+      return a && a.decoded ? a.decoded.shape : null;
     }
-    return layer.payload ? layer.payload.shape : null;
+    return layer.decoded ? layer.decoded.shape : null;
   }
 
   paint(layer, mask, rows, cols) {
@@ -106,8 +122,10 @@ export class OverlayLayers {
         if (!v) continue;
         let colour = rgb;
         let a = alpha;
-        if (layer.kind === "prob") {
-          colour = WASH[Math.min(WASH.length - 1, v - 1)];
+        if (layer.kind === "probability") {
+          if (v < 13) continue;
+          colour = wash(v);
+          a = Math.round(alpha * Math.min(1, v / 128));
         } else if (layer.kind === "diff") {
           colour = v === 1 ? rgb : second;
         } else {

@@ -164,8 +164,7 @@ def context_schema(cancer_type: str) -> dict:
     if cancer_type == "prostate":
         schema["derived"] = [{"name": "risk_group", "label": "NCCN risk group",
                               "from": ["t_stage", "psa", "gleason_primary", "gleason_secondary", "isup_grade_group"],
-                              "choices": ["very_low", "low", "intermediate_favorable", "intermediate_unfavorable",
-                                          "high", "very_high"]}]
+                              "choices": ["low", "intermediate", "high", "very_high"]}]
     return schema
 
 

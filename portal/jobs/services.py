@@ -427,14 +427,14 @@ def _write_rtstruct(job: Job, mask) -> str:
 
 
 def contour_payload(job: Job) -> dict | None:
-    """The finished contour in the compact per-slice RLE form (``portal.jobs.contour``)."""
+    """The finished contour as ``dicom_rt.payload.encode_mask`` (per-slice RLE + grid; tens of KB at most)."""
     if job.state != State.SUCCEEDED or not job.mask_path or job.case is None:
         return None
     from portal.imaging import storage
     from portal.imaging.volume import series_grid
-    from portal.jobs.contour import encode_contour
+    from dicom_rt.payload import encode_mask
 
-    return encode_contour(storage.load_mask(job.mask_path), series_grid(job.case.ct_series))
+    return encode_mask(storage.load_mask(job.mask_path), series_grid(job.case.ct_series))
 
 
 def record_failure(job_id: int, worker_id: str, error: str) -> Job:

@@ -1,20 +1,18 @@
 """The JSON each browser page starts from: case, schema, context versions, structures and model results.
 
-Plain functions over the models and the shared encoders (``portal.jobs.contour``, ``clinical``), so the
+Plain functions over the models and the shared encoders (``dicom_rt.payload``, ``clinical``), so the
 views stay thin and this is testable without a browser.
 """
 from __future__ import annotations
 
 import logging
 
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 import clinical
 
 log = logging.getLogger(__name__)
 
-# Probability wash bands: a voxel is painted with the colour of the highest level it reaches.
-PROBABILITY_LEVELS = (0.25, 0.5, 0.75, 0.9)
 VISION_MARKERS = ("vision", "baseline", "image_only", "imageonly")
 
 
@@ -36,48 +34,34 @@ def checkpoints_by_family() -> dict:
     return out
 
 
-def _url(name: str, fallback: str, **kwargs) -> str:
-    """The route of another app when it is registered, else its documented path."""
-    try:
-        return reverse(name, kwargs=kwargs or None)
-    except NoReverseMatch:
-        return fallback
-
-
 def api_urls(case) -> dict:
+    """Routes of the cases and jobs APIs the page calls ("{id}" is filled in by the browser)."""
     cid = case.pk
+    job_template = reverse("job-detail", kwargs={"pk": 0}).replace("/0/", "/{id}/")
     return {
-        "case": _url("case-detail", f"/api/cases/{cid}/", pk=cid),
-        "schema": f"/api/context-schema/{case.cancer_type}/",
-        "context_versions": _url("case-context-versions", f"/api/cases/{cid}/contexts/", pk=cid),
-        "prompt_preview": _url("case-prompt-preview", f"/api/cases/{cid}/prompt-preview/", pk=cid),
-        "extract_note": _url("case-extract-note", f"/api/cases/{cid}/extract-note/", pk=cid),
-        "jobs": _url("job-list", "/api/jobs/"),
-        "job": "/api/jobs/{id}/",
-        "job_ws": "/ws/jobs/{id}/",
+        "case": reverse("case-detail", kwargs={"pk": cid}),
+        "schema": reverse("context-schema", kwargs={"cancer_type": case.cancer_type}),
+        "context_versions": reverse("case-context-versions", kwargs={"pk": cid}),
+        "prompt_preview": reverse("case-prompt-preview", kwargs={"pk": cid}),
+        "extract_note": reverse("case-extract-note", kwargs={"pk": cid}),
+        "jobs": reverse("job-list"),
+        "job": job_template,
+        "job_contour": reverse("job-contour", kwargs={"pk": 0}).replace("/0/", "/{id}/"),
+        "job_ws": "/ws/jobs/{id}/",  # portal.jobs.routing
     }
 
 
 def version_json(version) -> dict:
-    data = version.data or {}
-    risk = clinical.nccn_risk_group(data) if version.case.cancer_type == "prostate" else None
-    author = version.author
-    return {
-        "id": version.pk,
-        "version": version.version,
-        "data": data,
-        "prompt_text": version.prompt_text,
-        "author": author.get_username() if author else "",
-        "created": version.created.isoformat() if version.created else None,
-        "risk_group": risk,
-    }
+    from portal.cases.services import version_json as cases_version_json
+
+    return cases_version_json(version, version.case.cancer_type)
 
 
 def structures_json(case) -> list[dict]:
     """Ground truth and the other ROIs on the case's CT grid, each as a compact RLE payload."""
+    from dicom_rt.payload import encode_mask
     from portal.imaging.models import ROI
     from portal.imaging.volume import roi_mask, series_grid
-    from portal.jobs.contour import encode_contour
 
     grid = series_grid(case.ct_series)
     rois = list(ROI.objects.filter(structure_set__ct_series=case.ct_series, empty=False)
@@ -89,7 +73,7 @@ def structures_json(case) -> list[dict]:
         if roi.structure_set.source == "model":
             continue  # model outputs come from their jobs, with their metrics
         try:
-            payload = encode_contour(roi_mask(roi), grid)
+            payload = encode_mask(roi_mask(roi), grid, name=roi.name)
         except (OSError, ValueError) as exc:  # a missing mask file must not take the page down
             log.warning("ROI %s (%s) not shown: %s", roi.pk, roi.name, exc)
             continue
@@ -99,18 +83,18 @@ def structures_json(case) -> list[dict]:
     return out
 
 
-def probability_bands(job, grid) -> list[dict]:
-    from portal.jobs.contour import encode_contour
+def probability_payload(job, grid) -> dict | None:
+    """The job's probability map in the compact quantised form, or None when it has none."""
+    from dicom_rt.payload import encode_probability
     from portal.jobs.services import load_probability
 
     if not job.probability_path:
-        return []
+        return None
     try:
-        probability = load_probability(job.probability_path)
-    except (OSError, ValueError) as exc:
+        return encode_probability(load_probability(job.probability_path), grid, scale=63)
+    except (OSError, ValueError, KeyError) as exc:
         log.warning("probability map of job %s not shown: %s", job.pk, exc)
-        return []
-    return [{"level": level, "payload": encode_contour(probability >= level, grid)} for level in PROBABILITY_LEVELS]
+        return None
 
 
 def results_json(case, *, with_probability: bool = True) -> list[dict]:
@@ -129,7 +113,7 @@ def results_json(case, *, with_probability: bool = True) -> list[dict]:
         family = model_family(job.checkpoint)
         try:
             payload = contour_payload(job)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, KeyError) as exc:
             log.warning("result of job %s not shown: %s", job.pk, exc)
             continue
         version = job.context_version.version if job.context_version_id else None
@@ -138,7 +122,7 @@ def results_json(case, *, with_probability: bool = True) -> list[dict]:
             "job": job.pk, "model": family, "checkpoint": job.checkpoint,
             "name": f"{label} ({job.checkpoint}{f', context v{version}' if version else ''})",
             "payload": payload, "metrics": job.metrics or {},
-            "probability_bands": probability_bands(job, grid) if with_probability else [],
+            "probability": probability_payload(job, grid) if with_probability else None,
         })
     return out
 

@@ -139,7 +139,7 @@ def test_worker_protocol_over_rest_with_real_model_output(sts_case, users, check
     detail = client_for(users["coordinator"]).get(f"/api/jobs/{job.pk}/").json()
     assert detail["results"]["metrics"] == job.metrics
     contour = client_for(users["coordinator"]).get(f"/api/jobs/{job.pk}/contour/").json()
-    from portal.jobs.contour import decode_contour
+    from dicom_rt.payload import decode_mask
 
-    assert np.array_equal(decode_contour(contour), result.mask) if "slices" in contour else contour
+    assert np.array_equal(decode_mask(contour)[0], result.mask)
     assert decode_mask_npz(encode_mask_npz(result.mask)).shape == result.mask.shape

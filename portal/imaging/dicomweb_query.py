@@ -1,0 +1,356 @@
+"""QIDO-RS (PS3.18 10.6): parsing search parameters and matching them against the scoped catalogue.
+
+Matching follows PS3.4 C.2.2.2: an empty value matches everything; UI
+attributes take a list of UIDs (``\\`` or ``,`` separated); DA/TM/DT take a
+value or a range (``20200101-20201231``, ``-2020…``, ``2020…-``); string
+attributes take ``*``/``?`` wildcards; PN matches case-insensitively. Keys that
+the catalogue has columns for are matched in the database; any other DICOM
+attribute is matched against the stored DICOM JSON of the study's/series'
+first instance (or the instance itself). ``fuzzymatching`` is accepted and
+ignored (literal matching is performed, as PS3.18 allows).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Min, Q
+
+from portal.accounts.scoping import scope_series
+from portal.imaging import dicomweb_json as dj
+from portal.imaging.models import Instance, Series, Study
+
+LEVELS = ("studies", "series", "instances")
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_CONTROL_PARAMS = {"limit", "offset", "includefield", "fuzzymatching", "site"}
+MAX_LIMIT = 10000
+
+
+class QueryError(ValueError):
+    """A bad QIDO parameter; the message names it (answered with 400)."""
+
+
+@dataclass
+class Filter:
+    tag: str
+    vr: str
+    raw: str
+
+
+@dataclass
+class QidoQuery:
+    level: str
+    filters: list[Filter] = field(default_factory=list)
+    include_all: bool = False
+    include_tags: list[str] = field(default_factory=list)
+    limit: int | None = None
+    offset: int = 0
+    fuzzy: bool = False
+
+
+def _non_negative_int(name: str, value: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,9}", value or ""):
+        raise QueryError(f"query parameter {name!r} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def parse_query(params, level: str) -> QidoQuery:
+    """``params`` is a Django QueryDict (or any mapping with ``getlist``)."""
+    query = QidoQuery(level=level)
+    for name in params.keys():
+        values = params.getlist(name)
+        if name == "limit":
+            query.limit = _non_negative_int("limit", values[-1])
+            if query.limit > MAX_LIMIT:
+                raise QueryError(f"query parameter 'limit' must be at most {MAX_LIMIT}")
+        elif name == "offset":
+            query.offset = _non_negative_int("offset", values[-1])
+        elif name == "fuzzymatching":
+            if values[-1].lower() not in ("true", "false"):
+                raise QueryError(f"query parameter 'fuzzymatching' must be true or false, got {values[-1]!r}")
+            query.fuzzy = values[-1].lower() == "true"
+        elif name == "includefield":
+            for value in values:
+                for item in value.split(","):
+                    item = item.strip()
+                    if not item:
+                        continue
+                    if item == "all":
+                        query.include_all = True
+                        continue
+                    try:
+                        query.include_tags.append(dj.attribute_tag(item.split(".")[0]))
+                    except dj.AttributeError400 as exc:
+                        raise QueryError(f"includefield: {exc}") from None
+        elif name == "site":
+            continue  # STOW's site selector; meaningless (and ignored) on a search
+        else:
+            try:
+                tag = dj.attribute_tag(name)
+            except dj.AttributeError400 as exc:
+                raise QueryError(f"query parameter: {exc}") from None
+            vr = dj.attribute_vr(tag)
+            if vr in ("SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+                raise QueryError(f"attribute {name} ({vr}) cannot be used as a matching key")
+            for value in values:
+                query.filters.append(_checked_filter(name, tag, vr, value))
+    return query
+
+
+_DATE_RE = {"DA": re.compile(r"^[0-9]{8}$"), "TM": re.compile(r"^[0-9]{2,6}(\.[0-9]{1,6})?$"),
+            "DT": re.compile(r"^[0-9]{4,14}(\.[0-9]{1,6})?([+-][0-9]{4})?$")}
+
+
+def _checked_filter(name: str, tag: str, vr: str, value: str) -> Filter:
+    if vr in _DATE_RE and value:
+        low, sep, high = value.partition("-")  # DT UTC offsets are not supported in ranges
+        for part in (low, high):
+            if part and not _DATE_RE[vr].match(part):
+                raise QueryError(f"{name}: {value!r} is not a {vr} value or range (e.g. 20200101-20201231)")
+        if vr == "DA":
+            for part in (low, high):
+                if part:
+                    try:
+                        dt.datetime.strptime(part, "%Y%m%d")
+                    except ValueError:
+                        raise QueryError(f"{name}: {part!r} is not a valid date") from None
+        if sep and not (low or high):
+            raise QueryError(f"{name}: an empty range {value!r}")
+    elif vr == "UI" and value:
+        for uid in re.split(r"[\\,]", value):
+            if not _UID_RE.match(uid) or len(uid) > 64:
+                raise QueryError(f"{name}: {uid!r} is not a valid UID")
+    elif vr in ("IS", "US", "SS", "UL", "SL", "DS", "FL", "FD") and value:
+        if "*" in value or "?" in value:
+            raise QueryError(f"{name}: wildcards are not allowed for numeric attributes")
+        try:
+            float(value)
+        except ValueError:
+            raise QueryError(f"{name}: {value!r} is not a number") from None
+    return Filter(tag=tag, vr=vr, raw=value)
+
+
+# ---------------------------------------------------------------- database matching
+
+# tag -> (level the attribute belongs to, field on that level's model, kind)
+_DB_FIELDS = {
+    "00100020": ("studies", "patient__pseudo_id", "str"),
+    "0020000D": ("studies", "study_uid", "uid"),
+    "00080020": ("studies", "study_date", "date"),
+    "00080050": ("studies", "accession_number", "str"),
+    "00200010": ("studies", "study_id", "str"),
+    "00081030": ("studies", "description", "str"),
+    "0020000E": ("series", "series_uid", "uid"),
+    "00080060": ("series", "modality", "str"),
+    "00080061": ("series", "modality", "list"),  # ModalitiesInStudy: any series with one of the modalities
+    "00200011": ("series", "series_number", "int"),
+    "0008103E": ("series", "description", "str"),
+    "00080018": ("instances", "sop_uid", "uid"),
+    "00080016": ("instances", "sop_class_uid", "uid"),
+    "00200013": ("instances", "instance_number", "int"),
+}
+
+# Relation path from the queried level's model to the attribute's level.
+_PATH = {
+    "studies": {"studies": "", "series": "series__", "instances": "series__instances__"},
+    "series": {"studies": "study__", "series": "", "instances": "instances__"},
+    "instances": {"studies": "series__study__", "series": "series__", "instances": ""},
+}
+
+
+def _wildcard_regex(value: str) -> str:
+    return "^" + "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in value) + "$"
+
+
+def _db_condition(level: str, flt: Filter) -> Q | None:
+    spec = _DB_FIELDS.get(flt.tag)
+    if spec is None:
+        return None
+    attr_level, field_name, kind = spec
+    path = _PATH[level][attr_level] + field_name
+    value = flt.raw
+    if kind == "uid":
+        return Q(**{f"{path}__in": re.split(r"[\\,]", value)})
+    if kind == "date":
+        low, sep, high = value.partition("-")
+        as_date = lambda s: dt.datetime.strptime(s, "%Y%m%d").date()  # noqa: E731
+        if not sep:
+            return Q(**{path: as_date(low)})
+        cond = Q()
+        if low:
+            cond &= Q(**{f"{path}__gte": as_date(low)})
+        if high:
+            cond &= Q(**{f"{path}__lte": as_date(high)})
+        return cond
+    if kind == "int":
+        return Q(**{path: int(float(value))})
+    if kind == "list":
+        return Q(**{f"{path}__in": re.split(r"[\\,]", value)})
+    if "*" in value or "?" in value:
+        return Q(**{f"{path}__regex": _wildcard_regex(value)})
+    return Q(**{path: value})
+
+
+# ---------------------------------------------------------------- matching on stored DICOM JSON
+
+
+def _strings(item: dict | None) -> list[str]:
+    if not item:
+        return []
+    out = []
+    for value in item.get("Value") or []:
+        if isinstance(value, dict):  # PN
+            out.append(str(value.get("Alphabetic", "")))
+        else:
+            out.append(str(value))
+    return out
+
+
+def metadata_matches(metadata: dict, flt: Filter) -> bool:
+    value = flt.raw
+    candidates = _strings(metadata.get(flt.tag))
+    if flt.vr == "UI":
+        wanted = set(re.split(r"[\\,]", value))
+        return any(c in wanted for c in candidates)
+    if flt.vr in _DATE_RE:
+        low, sep, high = value.partition("-")
+        if not sep:
+            return any(c.startswith(low) or c == low for c in candidates)
+        return any((not low or c[: len(low)] >= low) and (not high or c[: len(high)] <= high) for c in candidates)
+    if flt.vr in ("IS", "US", "SS", "UL", "SL", "DS", "FL", "FD"):
+        try:
+            return any(float(c) == float(value) for c in candidates)
+        except ValueError:
+            return False
+    flags = re.IGNORECASE if flt.vr == "PN" else 0
+    if "*" in value or "?" in value:
+        pattern = re.compile(_wildcard_regex(value), flags | re.DOTALL)
+        return any(pattern.match(c) for c in candidates)
+    if flt.vr == "PN":
+        return any(c.lower() == value.lower() for c in candidates)
+    return value in candidates
+
+
+# ---------------------------------------------------------------- the search
+
+
+def visible_series(user):
+    return scope_series(user, Series.objects.all())
+
+
+def _base_queryset(user, level: str, study_uid: str | None, series_uid: str | None):
+    series_qs = visible_series(user)
+    if level == "studies":
+        qs = Study.objects.filter(pk__in=series_qs.values("study_id")).order_by("pk")
+    elif level == "series":
+        qs = Series.objects.filter(pk__in=series_qs.values("pk")).order_by("study_id", "series_number", "pk")
+    else:
+        qs = Instance.objects.filter(series_id__in=series_qs.values("pk")).order_by("series_id", "slice_index", "instance_number", "pk")
+    if study_uid is not None:
+        qs = qs.filter(**{_PATH[level]["studies"] + "study_uid": study_uid})
+    if series_uid is not None:
+        qs = qs.filter(**{_PATH[level]["series"] + "series_uid": series_uid})
+    return qs, series_qs
+
+
+def _representative_metadata(level: str, ids: list[int], series_qs) -> dict[int, dict]:
+    """The DICOM JSON of the first visible instance of each study/series (the instance itself at instance level)."""
+    if not ids:
+        return {}
+    if level == "instances":
+        return dict(Instance.objects.filter(pk__in=ids).values_list("pk", "metadata"))
+    group = "series__study_id" if level == "studies" else "series_id"
+    firsts = (Instance.objects.filter(**{f"{group}__in": ids}, series_id__in=series_qs.values("pk"))
+              .values(group).annotate(first=Min("pk")).values_list(group, "first"))
+    first_by_row = dict(firsts)
+    metadata = dict(Instance.objects.filter(pk__in=first_by_row.values()).values_list("pk", "metadata"))
+    return {row: metadata.get(first, {}) for row, first in first_by_row.items()}
+
+
+def search(user, query: QidoQuery, base_url: str, study_uid: str | None = None, series_uid: str | None = None) -> list[dict]:
+    """The QIDO-RS response body (a list of DICOM JSON datasets) for ``query`` as ``user`` sees the catalogue."""
+    level = query.level
+    qs, series_qs = _base_queryset(user, level, study_uid, series_uid)
+    python_filters = []
+    joined = False
+    for flt in query.filters:
+        if not flt.raw:
+            continue  # universal matching
+        cond = _db_condition(level, flt)
+        if cond is None:
+            python_filters.append(flt)
+        else:
+            qs = qs.filter(cond)
+            # Matching through a reverse relation (a study's series, a series' instances) repeats rows.
+            attr_level = _DB_FIELDS[flt.tag][0]
+            joined = joined or LEVELS.index(attr_level) > LEVELS.index(level)
+    if joined:
+        qs = qs.distinct()
+    end = None if query.limit is None else query.offset + query.limit
+    if python_filters:
+        ids = list(qs.values_list("pk", flat=True))
+        metadata = _representative_metadata(level, ids, series_qs)
+        ids = [i for i in ids if all(metadata_matches(metadata.get(i, {}), f) for f in python_filters)][query.offset:end]
+        metadata = {i: metadata.get(i, {}) for i in ids}
+    else:
+        ids = list(qs.values_list("pk", flat=True)[query.offset:end])
+        metadata = _representative_metadata(level, ids, series_qs)
+    return _render(level, ids, metadata, query, series_qs, base_url)
+
+
+def _render(level, ids, metadata, query, series_qs, base_url) -> list[dict]:
+    if not ids:
+        return []
+    wanted = set(query.include_tags) | {f.tag for f in query.filters}
+    rows = []
+    if level == "studies":
+        counts = {r["study_id"]: r for r in series_qs.filter(study_id__in=ids).values("study_id")
+                  .annotate(n_series=Count("pk", distinct=True), n_instances=Count("instances"))}
+        modalities: dict[int, set] = {}
+        for study_id, modality in series_qs.filter(study_id__in=ids).values_list("study_id", "modality").distinct():
+            modalities.setdefault(study_id, set()).add(modality)
+        uids = dict(Study.objects.filter(pk__in=ids).values_list("pk", "study_uid"))
+        for pk in ids:
+            meta = metadata.get(pk, {})
+            out = dj.select(meta, dj.STUDY_TAGS)
+            out["0020000D"] = dj.element("UI", uids[pk])
+            out["00080061"] = dj.element("CS", *sorted(modalities.get(pk, ())))
+            out["00201206"] = dj.element("IS", counts.get(pk, {}).get("n_series", 0))
+            out["00201208"] = dj.element("IS", counts.get(pk, {}).get("n_instances", 0))
+            out["00081190"] = dj.element("UR", f"{base_url}/studies/{uids[pk]}")
+            rows.append((meta, out))
+    elif level == "series":
+        info = {r["pk"]: r for r in Series.objects.filter(pk__in=ids).values("pk", "series_uid", "study__study_uid", "modality")
+                .annotate(n_instances=Count("instances"))}
+        for pk in ids:
+            meta, row = metadata.get(pk, {}), info[pk]
+            out = dj.select(meta, dj.STUDY_TAGS + dj.SERIES_TAGS)
+            out["0020000D"] = dj.element("UI", row["study__study_uid"])
+            out["0020000E"] = dj.element("UI", row["series_uid"])
+            out["00080060"] = dj.element("CS", row["modality"])
+            out["00201209"] = dj.element("IS", row["n_instances"])
+            out["00081190"] = dj.element("UR", f"{base_url}/studies/{row['study__study_uid']}/series/{row['series_uid']}")
+            rows.append((meta, out))
+    else:
+        info = {r[0]: r for r in Instance.objects.filter(pk__in=ids)
+                .values_list("pk", "sop_uid", "series__series_uid", "series__study__study_uid", "number_of_frames")}
+        for pk in ids:
+            meta = metadata.get(pk, {})
+            _, sop, series_uid, study_uid, frames = info[pk]
+            out = dj.select(meta, dj.STUDY_TAGS + dj.SERIES_TAGS + dj.INSTANCE_TAGS)
+            out["0020000D"] = dj.element("UI", study_uid)
+            out["0020000E"] = dj.element("UI", series_uid)
+            out["00080018"] = dj.element("UI", sop)
+            out["00081190"] = dj.element("UR", f"{base_url}/studies/{study_uid}/series/{series_uid}/instances/{sop}")
+            rows.append((meta, out))
+    result = []
+    for meta, out in rows:
+        out["00080056"] = dj.element("CS", "ONLINE")
+        if query.include_all:
+            for tag, item in meta.items():
+                out.setdefault(tag, item)
+        else:
+            out.update({tag: meta[tag] for tag in wanted if tag in meta and tag not in out})
+        result.append(dj.sorted_dataset(out))
+    return result

@@ -1,0 +1,109 @@
+"""Real-browser tests of the viewer, the context editor and the comparison pages on a live portal."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from tests.browser.conftest import route_exists, save_screenshot, _need
+
+pytestmark = pytest.mark.browser
+
+
+def _open_case(page, live_portal):
+    case = live_portal.info["case"]
+    page.click(f"tr[data-case='{case}'] a")
+    page.wait_for_url(f"{live_portal.url}/case/{case}/")
+    page.wait_for_selector("#editor .context-form")
+
+
+def _need_dicomweb(live_portal):
+    _need(route_exists(live_portal, "/dicomweb/studies"), "the portal has no /dicomweb/ routes yet (DICOMweb server)")
+
+
+def _viewer_ready(page):
+    page.wait_for_function("document.body.dataset.ready === 'true' || document.body.dataset.ready === 'error'",
+                           timeout=60000)
+    assert page.evaluate("document.body.dataset.ready") == "true", page.inner_text("#page-error")
+
+
+def _green_pixels(png: bytes) -> int:
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    return int(((g > 180) & (r < 90) & (b < 90)).sum())
+
+
+def test_case_list_and_schema_driven_editor(page, live_portal):
+    assert "STS-002" in page.inner_text("table.cases")
+    _open_case(page, live_portal)
+    config = json.loads(page.inner_text("#page-config"))
+    names = [f["name"] for f in config["schema"]["fields"]]
+    # One control per schema field, with the saved version's values filled in.
+    rendered = page.eval_on_selector_all("#editor .field", "els => els.map(e => e.dataset.field)")
+    assert rendered == names
+    assert page.input_value("select[name=laterality]") == "left"
+    assert "version 1" in page.inner_text(".version-label")
+    save_screenshot(page, "case-page")
+
+
+def test_other_users_cannot_open_case_without_login(chromium, live_portal):
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(f"{live_portal.url}/case/{live_portal.info['case']}/")
+    assert "/accounts/login/" in page.url
+    context.close()
+
+
+def test_viewer_scroll_window_level_and_overlay(page, live_portal):
+    _need_dicomweb(live_portal)
+    _open_case(page, live_portal)
+    _viewer_ready(page)
+    viewer = page.locator("#viewer")
+    page.wait_for_function("document.querySelector('#viewer').dataset.slice !== undefined")
+    first = viewer.get_attribute("data-slice")
+    # Scroll: the wheel over the viewport, then the keyboard.
+    box = page.locator("#viewer .viewport").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, 300)
+    page.wait_for_function(f"document.querySelector('#viewer').dataset.slice !== '{first}'")
+    assert viewer.get_attribute("data-slice") != first
+    # Window/level preset changes the displayed VOI.
+    page.select_option("#viewer .preset", "lung")
+    page.wait_for_function("document.querySelector('#viewer').dataset.window === '1500/-600'")
+    page.select_option("#viewer .preset", "soft_tissue")
+    # Go to a slice of the ground truth, check its green pixels, then hide the layer.
+    config = json.loads(page.inner_text("#page-config"))
+    gt = next(s for s in config["structures"] if s["ground_truth"])
+    k = sorted(int(i) for i in gt["payload"]["slices"])[len(gt["payload"]["slices"]) // 2]
+    page.evaluate(f"window.contextrt.viewer.setSlice({k})")
+    page.wait_for_function(f"document.querySelector('#viewer').dataset.slice === '{k}'")
+    page.wait_for_timeout(300)
+    shown = _green_pixels(page.locator("#viewer .viewport-wrap").screenshot())
+    save_screenshot(page, "viewer", readme=True)
+    page.uncheck(f"#viewer .legend-row[data-layer='roi-{gt['id']}'] .layer-visible")
+    page.wait_for_timeout(200)
+    hidden = _green_pixels(page.locator("#viewer .viewport-wrap").screenshot())
+    assert shown > 50 and hidden < shown / 10, (shown, hidden)
+
+
+def test_editor_refuses_invalid_value_then_saves(page, live_portal):
+    _open_case(page, live_portal)
+    url = json.loads(page.inner_text("#page-config"))["api"]["context_versions"]
+    _need(route_exists(live_portal, url), f"the cases API has no {url} yet (context versions)")
+    page.fill("input[name=age]", "7")
+    page.click("#editor .save")
+    error = page.locator(".field[data-field=age] .field-error")
+    error.wait_for(state="visible")
+    page.wait_for_function("document.querySelector('.field[data-field=age] .field-error').textContent.length > 0")
+    assert page.get_attribute("#editor .context-form", "data-saved") is None
+    page.fill("input[name=age]", "54")
+    page.select_option("select[name=laterality]", "right")
+    page.click("#editor .save")
+    page.wait_for_selector("#editor .context-form[data-saved='2']")
+    assert page.inner_text(".field[data-field=age] .field-error") == ""
+    history = page.inner_text("#editor .versions li[data-version='2']")
+    assert "laterality" in history and "right" in history

@@ -1,0 +1,57 @@
+"""DICOMweb test fixtures: two sites, users per role with tokens, a stored CT series per site."""
+import sys
+from pathlib import Path
+
+if str(Path(__file__).parent) not in sys.path:  # helper modules import under any pytest import mode
+    sys.path.insert(0, str(Path(__file__).parent))
+
+import pytest  # noqa: E402
+from rest_framework.authtoken.models import Token
+
+from dicomweb_factory import ct_datasets, write_files
+from portal.accounts.models import Role, Site
+from portal.accounts.services import create_account
+from portal.imaging import dicomweb_access
+from portal.imaging.ingest import ingest_files
+from portal.imaging.models import Series
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dicomweb_caches():
+    # Primary keys and tokens repeat across test databases; cached decisions must not leak between tests.
+    dicomweb_access.clear_caches()
+    yield
+    dicomweb_access.clear_caches()
+
+
+@pytest.fixture
+def sites(db):
+    return Site.objects.create(code="int", name="Internal"), Site.objects.create(code="ext", name="External")
+
+
+@pytest.fixture
+def users(sites):
+    return {
+        "coord": create_account("coord", "pw-long-123", Role.COORDINATOR, ["int"]),
+        "coord_ext": create_account("coordx", "pw-long-123", Role.COORDINATOR, ["ext"]),
+        "worker": create_account("worker", "pw-long-123", Role.WORKER),
+        "trainee": create_account("trainee", "pw-long-123", Role.TRAINEE, ["int"]),
+        "admin": create_account("root", "pw-long-123", Role.ADMIN),
+    }
+
+
+@pytest.fixture
+def tokens(users):
+    return {name: Token.objects.create(user=user).key for name, user in users.items()}
+
+
+@pytest.fixture
+def stored(sites, users, tmp_path):
+    """One 3-slice CT series at site 'int' and one 2-slice series at 'ext', ingested the normal way.
+    Returns {"int": Series, "ext": Series, "int_paths": [stored files in slice order]}."""
+    internal, external = sites
+    ingest_files(write_files(tmp_path / "int", ct_datasets(3)), site=internal, user=users["coord"])
+    ingest_files(write_files(tmp_path / "ext", ct_datasets(2, patient="PAT-EXT", patient_name="Other^Olga",
+                                                           study_date="20190101", accession="ACC-X", description="CT pelvis")),
+                 site=external, user=users["coord_ext"])
+    return {"int": Series.objects.get(study__patient__site=internal), "ext": Series.objects.get(study__patient__site=external)}

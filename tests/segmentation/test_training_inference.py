@@ -1,0 +1,141 @@
+"""Training steps, whole-volume inference on fixture cases, what-if reuse, the CLI and the shipped checkpoint."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from segmentation.inference import Cancelled, Segmenter
+from segmentation.model import ModelConfig, SegmentationModel, read_checkpoint
+from segmentation.training import TrainConfig, make_loss, prepare_case, train
+
+from .conftest import TINY_CONFIG, TINY_SHAPE
+
+SHIPPED = Path(__file__).resolve().parents[2] / "segmentation" / "checkpoints"
+
+
+def _fixed_loss(model, cases):
+    loss_fn = make_loss("dicece")
+    model.eval()
+    with torch.no_grad():
+        total = 0.0
+        for case in cases:
+            context, label = case.variants[0]
+            total += float(loss_fn(model(case.image[None], [context]), label[None]))
+    model.train()
+    return total / len(cases)
+
+
+def test_a_few_training_steps_reduce_the_loss(tiny_cases, tmp_path):
+    from segmentation.cohort import counterfactual_mask
+
+    torch.manual_seed(0)
+    model = SegmentationModel(ModelConfig(**TINY_CONFIG))
+    cases = [prepare_case(c, model.config, model.net.divisor, counterfactual_mask) for c in tiny_cases]
+    assert len(cases[0].variants) >= 2  # own context + counterfactuals from ctv_for
+    before = _fixed_loss(model, cases)
+    seen = []
+    cfg = TrainConfig(epochs=2, steps_per_epoch=6, batch_size=2, lr=1e-2, slab_slices=8, counterfactual_p=0.0)
+    result = train(model, cases, cases[:1], cfg, tmp_path / "m.pt", progress=seen.append)
+    after = _fixed_loss(model, cases)
+    assert after < before
+    assert [s["step"] for s in seen] == list(range(1, 13)) and {"epoch", "loss", "eta_s"} <= set(seen[0])
+    payload = read_checkpoint(tmp_path / "m.pt")
+    assert payload["metrics"]["epochs_done"] == 2 and len(payload["history"]) == 2
+    assert payload["checkpoint_id"] == result["checkpoint_id"]
+    assert not any(k.startswith("text.lm.") for k in payload["state_dict"])
+
+
+def test_resume_continues_after_the_last_epoch(tiny_cases, tmp_path):
+    model = SegmentationModel(ModelConfig(text_encoder={"kind": "none"}, **TINY_CONFIG))
+    cases = [prepare_case(c, model.config, model.net.divisor) for c in tiny_cases[:1]]
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=1, slab_slices=8)
+    train(model, cases, [], cfg, tmp_path / "v.pt")
+    cfg.epochs = 2
+    steps = []
+    train(model, cases, [], cfg, tmp_path / "v.pt", resume=True, progress=steps.append)
+    assert [s["step"] for s in steps] == [3, 4]
+    assert len(read_checkpoint(tmp_path / "v.pt")["history"]) == 2
+
+
+def test_inference_returns_mask_on_the_original_grid(tiny_checkpoints, tiny_cases):
+    seg = Segmenter.from_checkpoint(tiny_checkpoints["mm"])
+    case = tiny_cases[0]
+    assert seg.uses_text and seg.cancer_type == "breast" and seg.checkpoint_id.startswith("breast-mm-")
+    reports = []
+    res = seg.predict(case.hu, case.grid.spacing_zyx, "breast", case.context,
+                      progress=lambda p, m: reports.append(p))
+    assert res.probability.shape == case.hu.shape and res.probability.dtype == np.float32
+    assert res.mask.shape == case.hu.shape and res.mask.dtype == bool
+    assert 0.0 <= res.probability.min() and res.probability.max() <= 1.0
+    assert reports == sorted(reports) and reports[-1] == 100.0
+    assert {"preprocess", "image_encoder", "decode", "total"} <= set(res.timings)
+    assert res.prompt_text.endswith("side") and not res.reused_image_features
+
+
+def test_what_if_reuses_image_features_and_follows_the_context(tiny_checkpoints, tiny_cases):
+    seg = Segmenter.from_checkpoint(tiny_checkpoints["mm"])
+    case = tiny_cases[1]
+    first = seg.predict(case.hu, case.grid.spacing_zyx, "breast", case.context)
+    flipped = dict(case.context, laterality="right" if case.context["laterality"] == "left" else "left")
+    other = seg.what_if(case.hu, case.grid.spacing_zyx, "breast", flipped)
+    assert other.reused_image_features and "preprocess" not in other.timings
+    assert other.prompt_text != first.prompt_text
+    assert not np.array_equal(other.probability, first.probability)
+    same = seg.what_if(case.hu, case.grid.spacing_zyx, "breast", case.context)
+    np.testing.assert_allclose(same.probability, first.probability, atol=1e-6)
+
+
+def test_cancel_and_bad_requests_are_reported(tiny_checkpoints, tiny_cases):
+    seg = Segmenter.from_checkpoint(tiny_checkpoints["mm"])
+    case = tiny_cases[2]
+    with pytest.raises(Cancelled):
+        seg.predict(case.hu, case.grid.spacing_zyx, "breast", case.context, should_cancel=lambda: True)
+    with pytest.raises(ValueError, match="context"):
+        seg.predict(case.hu, case.grid.spacing_zyx, "breast", None)
+    with pytest.raises(ValueError, match="cancer_type"):
+        seg.predict(case.hu, case.grid.spacing_zyx, "prostate", case.context)
+    vision = Segmenter.from_checkpoint(tiny_checkpoints["vision"])
+    res = vision.predict(case.hu, case.grid.spacing_zyx, "breast", None)
+    assert not vision.uses_text and res.mask.shape == case.hu.shape and res.prompt_text == ""
+
+
+def test_cli_trains_and_writes_a_checkpoint(tmp_path, capsys):
+    from segmentation.train import main
+
+    out = tmp_path / "cli.pt"
+    main(["--out", str(out), "--text", "numeric", "--widths", "4,8", "--spacing", "18.75,31.25,31.25",
+          "--roi", "8,16,16", "--slab", "8", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "1",
+          "--n-train", "2", "--n-val", "1", "--case-shape", "32", "--data-fraction", "0.5", "--no-progress"])
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    payload = read_checkpoint(out)
+    assert final["checkpoint_id"] == payload["checkpoint_id"]
+    assert payload["cohort"]["n_train"] == 1 and payload["cohort"]["data_fraction"] == 0.5
+    assert payload["text_encoder"]["kind"] == "numeric"
+
+
+def _body_midline_column(hu: np.ndarray) -> float:
+    body = hu > -400
+    return float(np.nonzero(body)[2].mean())
+
+
+@pytest.mark.skipif(not (SHIPPED / "breast_multimodal.pt").exists(), reason="shipped checkpoint not trained yet")
+def test_shipped_multimodal_checkpoint_follows_a_laterality_flip():
+    from segmentation.cohort import generate_cases
+
+    seg = Segmenter.from_checkpoint(SHIPPED / "breast_multimodal.pt")
+    shape = read_checkpoint(SHIPPED / "breast_multimodal.pt")["cohort"].get("case_shape", 128)
+    cases = [c for c in generate_cases("breast", "internal", "test", 4, shape=shape)
+             if c.context.get("laterality") in ("left", "right")][:2]
+    for case in cases:
+        mid = _body_midline_column(case.hu)
+        for side in ("left", "right"):
+            res = seg.what_if(case.hu, case.grid.spacing_zyx, "breast", dict(case.context, laterality=side))
+            cols = np.nonzero(res.mask)[2]
+            assert len(cols) > 0, f"{case.case_id}: empty prediction for {side}"
+            # Column index increases towards patient left (LPS, HFS).
+            on_side = (cols > mid).mean() if side == "left" else (cols < mid).mean()
+            assert on_side >= 0.9, f"{case.case_id} {side}: only {on_side:.0%} of the volume on that side"
