@@ -484,3 +484,13 @@ def snapshot(job: Job) -> dict:
         data["contour"] = contour_payload(job)
         data["metrics"] = job.metrics
     return data
+
+
+def requeue_unfinished() -> int:
+    """Send again every queued or running job (the embedded broker keeps messages in memory only,
+    so after a restart they would be lost; a job that already finished is skipped by its worker)."""
+    count = 0
+    for job in Job.objects.filter(state__in=[State.QUEUED, State.RUNNING]).exclude(kind=Kind.BATCH):
+        dispatch_job(job)
+        count += 1
+    return count

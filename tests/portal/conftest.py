@@ -1,6 +1,5 @@
-"""Shared by the accounts and imaging tests: puts this folder and imaging/ on sys.path so the helper modules
-``portal_own_urls`` (a URL map with only these apps' routes) and ``ct_factory`` (synthetic CT series) import
-under any pytest import mode."""
+"""Shared by the accounts and imaging tests: puts this folder and imaging/ on sys.path so the helper module
+``ct_factory`` (synthetic CT series) imports under any pytest import mode."""
 import sys
 from pathlib import Path
 

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from portal.accounts.models import LoginFailure, Role, Site
 from portal.accounts.services import create_account
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.urls("portal_own_urls")]
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from portal.accounts.services import create_account
 from portal.cases.models import Case
 from portal.imaging.models import Instance, Series
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.urls("portal_own_urls")]
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 @pytest.fixture
