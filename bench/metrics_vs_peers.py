@@ -1,7 +1,8 @@
 """Benchmark: the evaluation.metrics panel against MONAI, DeepMind surface-distance, medpy and seg-metrics.
 
 Runs on CTV-like 512x512x100 mask pairs at 0.98x0.98x3 mm (evaluation.synthetic_masks), prints each
-library's values and time per case and the ratio to ours, checks our values against MONAI (1e-3 mm /
+library's values and time per case (peers run once per case, each in a
+child process after a warm-up call on a small crop; ours is the median of --repeat runs) and the ratio to ours, checks our values against MONAI (1e-3 mm /
 1e-3 for fractions) and against the float64 scipy-EDT reference (1e-6 mm), and ends with
 ``speedup vs fastest peer: <x>x, max |diff| vs MONAI: <d> mm``. Exits 1 when a value differs from MONAI
 by more than 1e-3. Peers that are not installed are skipped (see requirements-bench.txt).
@@ -12,7 +13,9 @@ by more than 1e-3. Peers that are not installed are skipped (see requirements-be
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -98,13 +101,53 @@ PEERS = {"MONAI": monai_panel, "DeepMind surface-distance": deepmind_panel, "med
          "seg-metrics": segmetrics_panel}
 
 
+def _peer_in_child(name: str, seed: int, tolerance_mm: float, timeout_s: float):
+    """Time one peer on one case in a child process, so a slow or memory-hungry peer can be cut off."""
+    command = [sys.executable, __file__, "--child-peer", name, "--child-seed", str(seed),
+               "--tolerance-mm", str(tolerance_mm)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        return "timeout", None
+    if done.returncode == 3:
+        return "missing", None
+    if done.returncode != 0:
+        return "error: " + done.stderr.strip().splitlines()[-1][:200], None
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["seconds"], result["values"]
+
+
+def _child(name: str, seed: int, tolerance_mm: float) -> int:
+    warnings.filterwarnings("ignore")
+    pred, ref = ctv_like_pair(seed=seed)
+    small_pred, small_ref = pred[40:60, 200:320, 200:320].copy(), ref[40:60, 200:320, 200:320].copy()
+    try:
+        PEERS[name](small_pred, small_ref, CT_SPACING_ZYX, tolerance_mm)  # imports and first-call set-up
+    except ImportError:
+        return 3
+    start = time.perf_counter()
+    values = PEERS[name](pred, ref, CT_SPACING_ZYX, tolerance_mm)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "values": {k: float(v) for k, v in values.items()}}))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=20, help="timed runs of our panel per case")
-    parser.add_argument("--peer-repeat", type=int, default=2, help="timed runs of each peer per case")
+    parser.add_argument("--peer-timeout-s", type=float, default=240.0, help="cut-off for one peer on one case")
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of: " + ", ".join(PEERS))
     parser.add_argument("--tolerance-mm", type=float, default=2.0)
+    parser.add_argument("--child-peer", help=argparse.SUPPRESS)
+    parser.add_argument("--child-seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child_peer:
+        return _child(args.child_peer, args.child_seed, args.tolerance_mm)
+    peers = [name.strip() for name in args.peers.split(",") if name.strip()]
+    unknown = [name for name in peers if name not in PEERS]
+    if unknown:
+        parser.error(f"--peers: unknown {unknown}")
     warnings.filterwarnings("ignore")
     spacing = CT_SPACING_ZYX
     print(f"masks {CT_SHAPE} at {spacing} mm, {args.cases} CTV-like cases, tolerance {args.tolerance_mm} mm")
@@ -121,11 +164,11 @@ def main(argv=None) -> int:
         reference = reference_surface_metrics(pred, ref, spacing, args.tolerance_mm)
         for key, value in reference.items():
             max_diff_reference = max(max_diff_reference, abs(value - v_ours[key]))
-        for name, fn in PEERS.items():
-            try:
-                t_peer, v_peer = _timed(lambda: fn(pred, ref, spacing, args.tolerance_mm), args.peer_repeat)
-            except ImportError as exc:
-                print(f"  {name}: not installed ({exc.name}); skipped")
+        for name in peers:
+            t_peer, v_peer = _peer_in_child(name, case, args.tolerance_mm, args.peer_timeout_s)
+            if v_peer is None:
+                note = {"missing": "not installed; skipped", "timeout": f"over {args.peer_timeout_s:.0f} s; cut off"}
+                print(f"  {name}: {note.get(t_peer, t_peer)}")
                 continue
             times.setdefault(name, []).append(t_peer)
             rows.append((name, t_peer, v_peer))

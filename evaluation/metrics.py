@@ -185,15 +185,37 @@ def _nearest_distances(from_points: np.ndarray, to_points: np.ndarray) -> np.nda
     return tree.query(from_points, k=1, workers=2 if from_points.shape[0] > 20000 else 1)[0]
 
 
-def _sorted_offsets(spacing: np.ndarray, radius_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """All integer voxel offsets within ``radius_mm`` (mm), nearest first, and their lengths in mm."""
-    reach = [int(radius_mm // step) for step in spacing]
+def _sorted_offsets(spacing: np.ndarray, radius_mm: float, planar: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """All integer voxel offsets within ``radius_mm`` (mm), nearest first, and their lengths in mm.
+
+    ``planar`` keeps the offsets of the same slice only (dz = 0).
+    """
+    reach = [0 if (planar and axis == 0) else int(radius_mm // step) for axis, step in enumerate(spacing)]
     grids = np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij")
     offsets = np.stack([g.ravel() for g in grids], axis=1)
     lengths = np.sqrt(((offsets * spacing) ** 2).sum(axis=1))
     keep = lengths <= radius_mm
     order = np.argsort(lengths[keep], kind="stable")
     return offsets[keep][order], lengths[keep][order]
+
+
+class _PaddedTarget:
+    """A target mask zero-padded by ``reach`` voxels per axis, addressed by flat indices for fast gathers."""
+
+    def __init__(self, target: np.ndarray, reach: np.ndarray):
+        self.reach = reach
+        padded = np.zeros(tuple(int(n + 2 * r) for n, r in zip(target.shape, reach)), dtype=bool)
+        padded[tuple(slice(r, r + n) for r, n in zip(reach, target.shape))] = target
+        self.flat = padded.ravel()
+        self.strides = np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1], dtype=np.int64)
+
+    def flat_index(self, index) -> np.ndarray:
+        return ((index[0] + self.reach[0]) * self.strides[0] + (index[1] + self.reach[1]) * self.strides[1]
+                + (index[2] + self.reach[2]))
+
+
+# Offsets are tried in growing batches: most surface voxels are settled by the first few offsets.
+_OFFSET_BATCHES = (8, 24, 64, 160, 400)
 
 
 def _surface_distances_local_first(from_surface: np.ndarray, to_surface: np.ndarray, origin,
@@ -205,30 +227,28 @@ def _surface_distances_local_first(from_surface: np.ndarray, to_surface: np.ndar
     over all target surface voxels. Returns the distances (in ``np.nonzero`` order of ``from_surface``)
     and the number of source points.
     """
-    offsets, lengths = _sorted_offsets(spacing, radius_mm=3.0 * float(spacing.min()))
-    reach = np.abs(offsets).max(axis=0)
-    padded = np.zeros(tuple(int(n + 2 * r) for n, r in zip(to_surface.shape, reach)), dtype=bool)
-    padded[reach[0]:reach[0] + to_surface.shape[0], reach[1]:reach[1] + to_surface.shape[1],
-           reach[2]:reach[2] + to_surface.shape[2]] = to_surface
-    strides = np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1], dtype=np.int64)
-    flat_target = padded.ravel()
+    offsets, lengths = _sorted_offsets(spacing, radius_mm=2.0 * float(spacing.max()))
+    target = _PaddedTarget(to_surface, np.abs(offsets).max(axis=0))
+    flat_offsets = offsets @ target.strides
     source_index = np.nonzero(from_surface)
     n_points = source_index[0].size
     distances = np.full(n_points, np.inf)
     if n_points == 0:
         return distances, 0
-    flat_source = ((source_index[0] + reach[0]) * strides[0] + (source_index[1] + reach[1]) * strides[1]
-                   + (source_index[2] + reach[2]))
     pending = np.arange(n_points)
-    pending_flat = flat_source
-    for offset, length in zip(offsets @ strides, lengths):
-        hit = flat_target[pending_flat + offset]
-        if hit.any():
-            distances[pending[hit]] = length
-            miss = ~hit
-            pending, pending_flat = pending[miss], pending_flat[miss]
-            if pending.size == 0:
-                break
+    pending_flat = target.flat_index(source_index)
+    start = 0
+    for size in _OFFSET_BATCHES + (len(flat_offsets),):
+        stop = min(start + size, len(flat_offsets))
+        if stop <= start:
+            break
+        hits = target.flat[pending_flat[:, None] + flat_offsets[None, start:stop]]
+        found = hits.any(axis=1)
+        distances[pending[found]] = lengths[start:stop][hits[found].argmax(axis=1)]
+        pending, pending_flat = pending[~found], pending_flat[~found]
+        start = stop
+        if pending.size == 0:
+            break
     if pending.size:
         from_points = np.column_stack([(source_index[a][pending] + origin[a]) * spacing[a] for a in range(3)])
         distances[pending] = _nearest_distances(from_points, _points_mm(to_surface, origin, spacing))
@@ -271,23 +291,23 @@ def _added_path_length(pad_pred, pad_ref, z_origin, n_slices, spacing, tolerance
     """APL in mm (total, per slice of the whole volume) from zero-padded crops starting at slice ``z_origin``."""
     per_slice = np.zeros(n_slices, dtype=np.float64)
     pixel_length = float((spacing[1] + spacing[2]) / 2.0)
-    pz, py, px = np.nonzero(_contour_2d(pad_pred))
-    if pz.size == 0:
+    contour_pred = _contour_2d(pad_pred)
+    pred_index = np.nonzero(contour_pred)
+    if pred_index[0].size == 0:
         return 0.0, per_slice
-    rz, ry, rx = np.nonzero(_contour_2d(pad_ref))
-    if rz.size:
-        # Slices are kept apart by a z offset far beyond any in-plane distance, so one KD-tree query serves
-        # every slice; a point whose nearest reference pixel lies beyond the bound comes back as inf.
-        slice_gap = 10.0 * (pad_pred.shape[1] * spacing[1] + pad_pred.shape[2] * spacing[2] + tolerance_mm + 1.0)
-        pred_points = np.column_stack((pz * slice_gap, py * spacing[1], px * spacing[2]))
-        ref_points = np.column_stack((rz * slice_gap, ry * spacing[1], rx * spacing[2]))
-        bound = tolerance_mm * (1.0 + 1e-9) + 1e-9
-        distances = cKDTree(ref_points, leafsize=32, balanced_tree=False, compact_nodes=False).query(
-            pred_points, k=1, distance_upper_bound=bound)[0]
-        added = ~(distances <= tolerance_mm)
-    else:
-        added = np.ones(pz.size, dtype=bool)
-    counts = np.bincount(pz[added], minlength=pad_pred.shape[0] - 2)
+    # A predicted contour pixel is covered when a reference contour pixel of its slice lies within the
+    # tolerance: check every in-plane offset of length <= tolerance (no distances needed).
+    offsets, _ = _sorted_offsets(spacing, radius_mm=tolerance_mm, planar=True)
+    target = _PaddedTarget(_contour_2d(pad_ref), np.abs(offsets).max(axis=0))
+    flat_offsets = offsets @ target.strides
+    pending = np.arange(pred_index[0].size)
+    pending_flat = target.flat_index(pred_index)
+    for start in range(0, len(flat_offsets), 64):
+        covered = target.flat[pending_flat[:, None] + flat_offsets[None, start:start + 64]].any(axis=1)
+        pending, pending_flat = pending[~covered], pending_flat[~covered]
+        if pending.size == 0:
+            break
+    counts = np.bincount(pred_index[0][pending], minlength=contour_pred.shape[0])
     per_slice[z_origin:z_origin + counts.size] = counts * pixel_length
     return float(counts.sum() * pixel_length), per_slice
 

@@ -6,6 +6,9 @@ import { viteCommonjs } from "@originjs/vite-plugin-commonjs";
 export default defineConfig({
   base: "/static/",
   plugins: [viteCommonjs()],
+  // xmlbuilder2 (pulled in by Cornerstone's metadata package) extends Node's EventEmitter:
+  // give it the browser implementation instead of Vite's empty stub.
+  resolve: { alias: { events: "events/events.js" } },
   optimizeDeps: {
     exclude: ["@cornerstonejs/dicom-image-loader"],
     include: ["dicom-parser"],

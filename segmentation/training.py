@@ -188,7 +188,7 @@ def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: 
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             steps_done_here += 1
             global_step = epoch * cfg.steps_per_epoch + step + 1
             rate = (time.perf_counter() - t_start) / steps_done_here

@@ -3,7 +3,7 @@
 // field changed or omitted and shows the new multimodal contour next to the original.
 import { CtViewer } from "./viewer.js";
 import { layersFromConfig, modelLayer } from "./layers.js";
-import { submitJob, followJob, progressBar, jobId } from "./jobs.js";
+import { submitJob, followJob, fetchJob, progressBar, jobId } from "./jobs.js";
 import { ApiError } from "./api.js";
 import { fieldErrors } from "./editor.js";
 
@@ -46,24 +46,63 @@ function synchronise(a, b) {
 
 export async function startComparison(root, config) {
   const all = layersFromConfig(config);
-  const vision = pickResult(config, "vision");
-  const multimodal = pickResult(config, "multimodal");
-  const groundTruth = all.filter((l) => l.key.startsWith("roi-") && config.structures.find((s) => `roi-${s.id}` === l.key)?.ground_truth);
-  const leftLayers = [...groundTruth.map((l) => ({ ...l })), ...(vision ? [modelLayer(`job-${vision.job}`, vision.name, vision.payload, "#ff3030")] : [])];
-  const rightLayers = [...groundTruth.map((l) => ({ ...l })), ...(multimodal ? [modelLayer(`job-${multimodal.job}`, multimodal.name, multimodal.payload, "#ffd400")] : [])];
-  if (vision && multimodal) {
-    rightLayers.push({ key: "vision-copy", name: vision.name, kind: "mask", payload: vision.payload, color: "#ff3030", opacity: 0.3, visible: false });
-    rightLayers.push({ key: "difference", name: "Difference (red: vision only, blue: multimodal only)", kind: "diff",
-      pair: ["vision-copy", `job-${multimodal.job}`], color: "#ff3030", secondColor: "#00a0ff", opacity: 0.55, visible: true });
-  }
-  root.querySelector(".metrics-box").innerHTML = metricsTable(config);
+  const groundTruth = all.filter((l) => l.key.startsWith("roi-") &&
+    config.structures.find((s) => `roi-${s.id}` === l.key)?.ground_truth);
   const common = { dicomwebRoot: config.dicomweb_root, studyUid: config.case.study_uid, seriesUid: config.case.series_uid };
-  const left = await new CtViewer(root.querySelector(".viewer-left"), { ...common, layers: leftLayers, name: "vision" }).start();
-  const right = await new CtViewer(root.querySelector(".viewer-right"), { ...common, layers: rightLayers, name: "multimodal" }).start();
+  const left = await new CtViewer(root.querySelector(".viewer-left"), { ...common, layers: groundTruth.map((l) => ({ ...l })), name: "vision" }).start();
+  const right = await new CtViewer(root.querySelector(".viewer-right"), { ...common, layers: groundTruth.map((l) => ({ ...l })), name: "multimodal" }).start();
   synchronise(left, right);
+  const shown = { vision: null, multimodal: null };
+  const showResult = (result) => {
+    const viewer = result.model === "vision" ? left : right;
+    viewer.overlays.add(modelLayer(`job-${result.job}`, result.name, result.payload, result.model === "vision" ? "#ff3030" : "#ffd400"));
+    shown[result.model] = result;
+    if (shown.vision && shown.multimodal) {
+      right.overlays.add({ key: "vision-copy", name: shown.vision.name, kind: "mask", payload: shown.vision.payload,
+        color: "#ff3030", opacity: 0.3, visible: false });
+      right.overlays.add({ key: "difference", name: "Difference (red: vision only, blue: multimodal only)", kind: "diff",
+        pair: ["vision-copy", `job-${shown.multimodal.job}`], color: "#ff3030", secondColor: "#00a0ff", opacity: 0.55 });
+    }
+    root.querySelector(".metrics-box").innerHTML = metricsTable({ ...config, results: Object.values(shown).filter(Boolean) });
+  };
+  ["vision", "multimodal"].forEach((family) => {
+    const result = pickResult(config, family);
+    if (result) showResult(result);
+  });
+  root.querySelector(".metrics-box").innerHTML = metricsTable({ ...config, results: Object.values(shown).filter(Boolean) });
+  setupRunMissing(root, config, shown, showResult);
   window.contextrt = { ...(window.contextrt || {}), viewers: [left, right] };
   setupWhatIf(root.querySelector(".what-if"), config, right);
   return [left, right];
+}
+
+// Run the model(s) with no result yet on the current context, and show each contour when it arrives.
+function setupRunMissing(root, config, shown, showResult) {
+  const box = root.querySelector(".run-models");
+  const missing = ["vision", "multimodal"].filter((f) => !shown[f] && config.checkpoints[f]);
+  if (!box || missing.length === 0) return;
+  const base = config.versions.length ? config.versions[config.versions.length - 1] : null;
+  box.innerHTML = `<button type="button">Run ${missing.join(" and ")} model${missing.length > 1 ? "s" : ""}</button>
+    <div class="job-progress"></div>`;
+  box.querySelector("button").addEventListener("click", async (event) => {
+    event.target.disabled = true;
+    const update = progressBar(box.querySelector(".job-progress"));
+    await Promise.all(missing.map(async (family) => {
+      try {
+        const job = await submitJob(config, { kind: "inference", caseId: config.case.id,
+          checkpoint: config.checkpoints[family], contextVersion: base ? base.id : null });
+        const final = await followJob(config, jobId(job), update);
+        if (final.state !== "succeeded" || !final.contour) return;
+        const detail = await fetchJob(config, jobId(job));
+        const label = family === "vision" ? "Vision-only" : "Multimodal";
+        showResult({ job: jobId(job), model: family, name: `${label} (${config.checkpoints[family]})`,
+          payload: final.contour, metrics: (detail.results && detail.results.metrics) || {} });
+      } catch (error) {
+        update({ state: "failed", message: `${family}: ${error.message}` });
+      }
+    }));
+    box.dataset.done = "true";
+  });
 }
 
 function setupWhatIf(panel, config, originalViewer) {

@@ -35,12 +35,11 @@ export class OverlayLayers {
     if (merged.payload && !merged.decoded) {
       merged.ready = decodePayload(merged.payload).then((decoded) => {
         merged.decoded = decoded;
-        this.draw();
       }).catch((error) => {
         merged.error = error.message;
         console.error(`layer ${merged.name}:`, error);
         this.renderLegend();
-      });
+      }).then(() => this.draw());
     }
     if (redraw) {
       this.renderLegend();

@@ -86,6 +86,14 @@ export async function seriesImageIds(dicomwebRoot, studyUid, seriesUid) {
 }
 
 let viewerCount = 0;
+let sharedEngine = null;
+
+// One rendering engine for every viewer on the page: each engine holds its own WebGL contexts and
+// browsers cap them (a third viewer would make the first lose its context).
+function renderingEngine() {
+  if (!sharedEngine) sharedEngine = new RenderingEngine("contextrt-engine");
+  return sharedEngine;
+}
 
 export class CtViewer {
   constructor(container, { dicomwebRoot, studyUid, seriesUid, layers = [], name = "viewer" }) {
@@ -142,7 +150,7 @@ export class CtViewer {
     await initCornerstone();
     this.imageIds = await seriesImageIds(this.dicomwebRoot, this.studyUid, this.seriesUid);
     this.stats.total = this.imageIds.length;
-    this.renderingEngine = new RenderingEngine(`engine-${this.id}`);
+    this.renderingEngine = renderingEngine();
     this.slider.max = String(this.imageIds.length - 1);
     await this.showAxial(Math.floor(this.imageIds.length / 2));
     this.bindInputs();
@@ -151,7 +159,7 @@ export class CtViewer {
   }
 
   get viewport() {
-    return this.renderingEngine.getViewport(`vp-${this.id}`);
+    return this.renderingEngine ? this.renderingEngine.getViewport(`vp-${this.id}`) : null;
   }
 
   setupToolGroup() {

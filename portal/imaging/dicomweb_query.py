@@ -261,7 +261,7 @@ def _representative_metadata(level: str, ids: list[int], series_qs) -> dict[int,
     if level == "instances":
         return dict(Instance.objects.filter(pk__in=ids).values_list("pk", "metadata"))
     group = "series__study_id" if level == "studies" else "series_id"
-    firsts = (Instance.objects.filter(**{f"{group}__in": ids}, series_id__in=series_qs.values("pk"))
+    firsts = (Instance.objects.filter(**{f"{group}__in": ids}).filter(series_id__in=series_qs.values("pk"))
               .values(group).annotate(first=Min("pk")).values_list(group, "first"))
     first_by_row = dict(firsts)
     metadata = dict(Instance.objects.filter(pk__in=first_by_row.values()).values_list("pk", "metadata"))

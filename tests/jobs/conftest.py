@@ -5,8 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from portal.accounts.models import Role
-
 STS_CT = "ibsi-sts/dicom/STS_019/CT/image"
 STS_RTSTRUCT = "ibsi-sts/dicom/STS_019/CT/mask/RS.dcm"
 
@@ -59,6 +57,8 @@ def sites(db):
 def users(sites):
     home, other = sites
     from rest_framework.authtoken.models import Token
+
+    from portal.accounts.models import Role
 
     made = {
         "coordinator": make_user("coord", Role.COORDINATOR, [home]),

@@ -1,0 +1,199 @@
+"""Check what the shipped segmentation checkpoints claim, on held-out synthetic cases of every site.
+
+Claims (LLMSeg's Table 1 / Fig. 3 / Table 4 in miniature, plus CPU cost):
+- multimodal Dice > vision-only Dice on every site, gap widest on the shifted external site;
+- laterality flip moves >= 90 % of the predicted volume to the other body side;
+- N0 -> N1 adds the nodal regions; BCS -> mastectomy removes the skin sparing;
+- dropping laterality / surgery / N / T from the text lowers Dice, laterality most, T least;
+- a what-if re-contour costs a small fraction (<= 50 %) of a full CPU run.
+
+Prints one row per claim (value, threshold, held), then ``claims held: K of N``; exit status 1 when
+any claim fails. ``--json PATH`` writes every number. Run:
+    nice .venv/bin/python bench/model_claims.py [--per-site 6] [--json var/model_claims.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from scipy import ndimage  # noqa: E402
+
+from evaluation.metrics import compute_panel  # noqa: E402
+from fixtures import ctv_for  # noqa: E402
+from fixtures.rules import BREAST_NODAL_REGIONS, SIDE_SUFFIX, breast_nodes_indicated  # noqa: E402
+from segmentation.cohort import generate_cases  # noqa: E402
+from segmentation.inference import Segmenter  # noqa: E402
+from segmentation.model import read_checkpoint  # noqa: E402
+
+CKPT_DIR = Path(__file__).resolve().parents[1] / "segmentation" / "checkpoints"
+SITES = ("internal", "external1", "external2")
+OMIT = ("laterality", "surgery", "N", "T")
+
+
+def other_side(side: str) -> str:
+    return "right" if side == "left" else "left"
+
+
+def side_fraction(mask: np.ndarray, hu: np.ndarray, side: str) -> float:
+    """Fraction of predicted voxels on ``side`` of the body midline (column index grows to patient left)."""
+    cols = np.nonzero(mask)[2]
+    if len(cols) == 0:
+        return float("nan")
+    mid = np.nonzero(hu > -400)[2].mean()
+    return float((cols > mid).mean() if side == "left" else (cols < mid).mean())
+
+
+def coverage(pred: np.ndarray, region: np.ndarray) -> float:
+    return float((pred & region).sum() / max(1, region.sum()))
+
+
+def skin_band(case, depth_mm: float = 5.0) -> np.ndarray:
+    body = case.structures["Body"]
+    dist = ndimage.distance_transform_edt(body, sampling=case.grid.spacing_zyx)
+    return body & (dist < depth_mm)
+
+
+def run(per_site: int, shape: int, seed: int) -> tuple[list, dict]:
+    mm = Segmenter.from_checkpoint(CKPT_DIR / "breast_multimodal.pt")
+    vision = Segmenter.from_checkpoint(CKPT_DIR / "breast_vision.pt")
+    numbers = {"checkpoints": {"multimodal": mm.checkpoint_id, "vision": vision.checkpoint_id},
+               "per_site": {}, "flip": [], "nodes": [], "skin": [], "omission": {k: [] for k in OMIT},
+               "timing": {"full_s": [], "what_if_s": [], "vision_s": []}}
+    for site in SITES:
+        split = "test"
+        cases = generate_cases("breast", site, split, per_site, seed=seed, shape=shape)
+        rows = {"multimodal": [], "vision": []}
+        for case in cases:
+            sp = case.grid.spacing_zyx
+            mm.clear_cache()
+            res = mm.predict(case.hu, sp, "breast", case.context)
+            numbers["timing"]["full_s"].append(res.timings["total"])
+            vres = vision.predict(case.hu, sp, "breast", None)
+            numbers["timing"]["vision_s"].append(vres.timings["total"])
+            for name, r in (("multimodal", res), ("vision", vres)):
+                panel = compute_panel(r.mask, case.ctv, sp)
+                rows[name].append({k: panel[k] for k in ("dice", "iou", "hd95_mm")})
+            if site != "internal":
+                continue
+            ctx = case.context
+            # Counterfactual: laterality flip.
+            if ctx.get("laterality") in ("left", "right"):
+                flipped = mm.what_if(case.hu, sp, "breast", dict(ctx, laterality=other_side(ctx["laterality"])))
+                numbers["timing"]["what_if_s"].append(flipped.timings["total"])
+                numbers["flip"].append(side_fraction(flipped.mask, case.hu, other_side(ctx["laterality"])))
+                side = SIDE_SUFFIX[ctx["laterality"]]
+                # N0 -> N1 adds nodal regions (only where T does not already indicate nodes).
+                n0 = dict(ctx, cN="N0", pN="N0") if ctx.get("pN") else dict(ctx, cN="N0")
+                n1 = dict(ctx, cN="N1", pN="N1") if ctx.get("pN") else dict(ctx, cN="N1")
+                if not breast_nodes_indicated(n0):
+                    nodal = np.zeros(case.hu.shape, bool)
+                    for name in BREAST_NODAL_REGIONS:
+                        nodal |= case.regions[f"{name}_{side}"]
+                    a = mm.what_if(case.hu, sp, "breast", n0).mask
+                    b = mm.what_if(case.hu, sp, "breast", n1).mask
+                    numbers["nodes"].append(coverage(b, nodal) - coverage(a, nodal))
+                # BCS -> mastectomy: the 5 mm skin band of the treated chest wall becomes target.
+                if ctx.get("surgery") == "bcs":
+                    mast = dict(ctx, surgery="mastectomy")
+                    band = skin_band(case) & ctv_for(case, mast)
+                    if band.any():
+                        a = mm.what_if(case.hu, sp, "breast", ctx).mask
+                        b = mm.what_if(case.hu, sp, "breast", mast).mask
+                        numbers["skin"].append(coverage(b, band) - coverage(a, band))
+            # Component omission (internal held-out cases).
+            base = compute_panel(res.mask, case.ctv, sp)["dice"]
+            for field in OMIT:
+                r = mm.what_if(case.hu, sp, "breast", ctx, omit=(field,))
+                numbers["omission"][field].append(base - compute_panel(r.mask, case.ctv, sp)["dice"])
+        numbers["per_site"][site] = {
+            name: {k: float(np.nanmean([row[k] for row in vals])) for k in ("dice", "iou", "hd95_mm")}
+            for name, vals in rows.items()}
+        numbers["per_site"][site]["n"] = len(cases)
+
+    claims = []
+
+    def claim(name, value, threshold, held, unit=""):
+        claims.append({"claim": name, "value": value, "threshold": threshold, "held": bool(held), "unit": unit})
+
+    gaps = {}
+    for site in SITES:
+        s = numbers["per_site"][site]
+        gaps[site] = s["multimodal"]["dice"] - s["vision"]["dice"]
+        claim(f"{site}: multimodal Dice > vision-only Dice ({s['multimodal']['dice']:.3f} vs {s['vision']['dice']:.3f})",
+              gaps[site], "> 0", gaps[site] > 0)
+    claim("Dice gap widest on the shifted external site (external2)", gaps["external2"],
+          f"> max(internal, external1) = {max(gaps['internal'], gaps['external1']):.3f}",
+          gaps["external2"] > max(gaps["internal"], gaps["external1"]))
+    flip = float(np.nanmean(numbers["flip"])) if numbers["flip"] else float("nan")
+    claim(f"laterality flip: predicted volume on the new side (mean of {len(numbers['flip'])})", flip, ">= 0.90",
+          flip >= 0.9)
+    nodes = float(np.mean(numbers["nodes"])) if numbers["nodes"] else float("nan")
+    claim(f"N0 -> N1 adds nodal regions: coverage gain (mean of {len(numbers['nodes'])})", nodes, ">= 0.30",
+          nodes >= 0.3)
+    skin = float(np.mean(numbers["skin"])) if numbers["skin"] else float("nan")
+    claim(f"BCS -> mastectomy removes skin sparing: skin-band coverage gain (mean of {len(numbers['skin'])})",
+          skin, ">= 0.20", skin >= 0.2)
+    drops = {f: float(np.mean(v)) for f, v in numbers["omission"].items()}
+    for field in OMIT:
+        claim(f"omitting {field} lowers Dice", drops[field], "> 0", drops[field] > 0)
+    claim("omitting laterality lowers Dice the most", drops["laterality"],
+          f"> max(others) = {max(drops[f] for f in OMIT[1:]):.3f}", drops["laterality"] > max(drops[f] for f in OMIT[1:]))
+    claim("omitting T lowers Dice the least", drops["T"], f"< min(others) = {min(drops[f] for f in OMIT[:3]):.3f}",
+          drops["T"] < min(drops[f] for f in OMIT[:3]))
+    full = float(np.mean(numbers["timing"]["full_s"]))
+    what_if = float(np.mean(numbers["timing"]["what_if_s"])) if numbers["timing"]["what_if_s"] else float("nan")
+    claim(f"what-if time / full run time ({what_if:.2f} s / {full:.2f} s on CPU)", what_if / full, "<= 0.50",
+          what_if / full <= 0.5)
+    numbers["omission_mean_drop"] = drops
+    numbers["timing_mean"] = {"full_s": full, "what_if_s": what_if,
+                              "vision_s": float(np.mean(numbers["timing"]["vision_s"]))}
+    return claims, numbers
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-site", type=int, default=6, help="held-out test cases per site")
+    parser.add_argument("--shape", type=int, default=None, help="in-plane size of the synthetic CTs "
+                        "(default: the size the multimodal checkpoint was trained on)")
+    parser.add_argument("--seed", type=int, default=0, help="fixtures cohort seed")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--json", help="write all numbers to this file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    shape = args.shape or read_checkpoint(CKPT_DIR / "breast_multimodal.pt")["cohort"].get("case_shape", 128)
+    t0 = time.perf_counter()
+    claims, numbers = run(args.per_site, shape, args.seed)
+    print(f"{'claim':<92} {'value':>9}  {'threshold':<28} held")
+    for c in claims:
+        print(f"{c['claim']:<92} {c['value']:>9.3f}  {c['threshold']:<28} {'yes' if c['held'] else 'NO'}")
+    print("\nper site (mean over held-out test cases): Dice / IoU / HD95 mm")
+    for site, s in numbers["per_site"].items():
+        m, v = s["multimodal"], s["vision"]
+        print(f"  {site:<10} n={s['n']}  multimodal {m['dice']:.3f} / {m['iou']:.3f} / {m['hd95_mm']:.1f}"
+              f"   vision-only {v['dice']:.3f} / {v['iou']:.3f} / {v['hd95_mm']:.1f}")
+    t = numbers["timing_mean"]
+    print(f"CPU seconds per case: multimodal full {t['full_s']:.2f}, what-if {t['what_if_s']:.2f}, "
+          f"vision-only {t['vision_s']:.2f}  (bench wall {time.perf_counter() - t0:.0f} s)")
+    held = sum(c["held"] for c in claims)
+    print(f"claims held: {held} of {len(claims)}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"claims": claims, "numbers": numbers, "shape": shape}, indent=1,
+                                              default=float))
+    return 0 if held == len(claims) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
