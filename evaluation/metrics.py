@@ -42,8 +42,6 @@ surface voxels only (exact nearest-neighbour distances, no distance transform of
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -70,12 +68,6 @@ METRIC_LABELS = {
 
 class MetricInputError(ValueError):
     """Raised when masks or spacing cannot be measured; the message names the offending argument."""
-
-
-@dataclass(frozen=True)
-class _Surfaces:
-    pred_points: np.ndarray  # (n, 3) float64 mm coordinates of surface voxels
-    ref_points: np.ndarray
 
 
 def _as_bool_mask(mask, name: str) -> np.ndarray:
@@ -214,45 +206,61 @@ class _PaddedTarget:
                 + (index[2] + self.reach[2]))
 
 
-# Offsets are tried in growing batches: most surface voxels are settled by the first few offsets.
-_OFFSET_BATCHES = (8, 24, 64, 160, 400)
+# Offsets are tried eight at a time: eight booleans of a row view as one uint64, so "any hit" and "first
+# hit" become one comparison and one lowest-set-bit per point.
+_BATCH = 8
+_LOCAL_RADIUS_FACTOR = 1.5  # search radius (x the largest voxel side) before the KD-tree takes over
 
 
-def _surface_distances_local_first(from_surface: np.ndarray, to_surface: np.ndarray, origin,
-                                   spacing: np.ndarray) -> tuple[np.ndarray, int]:
-    """Directed surface distances, exact: a near-neighbourhood search settles most points, a KD-tree the rest.
+def _first_hits(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For an (n, 8) boolean matrix: which rows have a hit, and the column of the first hit of those rows."""
+    words = np.ascontiguousarray(hits).view(np.uint64).ravel()
+    found = words != 0
+    words = words[found]
+    lowest = words & (~words + np.uint64(1))  # isolates the lowest set bit: the first True byte (little-endian)
+    return found, (np.log2(lowest.astype(np.float64)).astype(np.int64) >> 3)
+
+
+def _surface_distances_local_first(source_index, target_index, target_shape, spacing: np.ndarray) -> np.ndarray:
+    """Directed surface distances (mm), exact, from ``np.nonzero`` indices of the source and target surfaces.
 
     Offsets are visited nearest first and every offset up to the search radius is visited, so the first
-    hit of a point is its exact nearest distance; points with no hit within the radius go to the KD-tree
-    over all target surface voxels. Returns the distances (in ``np.nonzero`` order of ``from_surface``)
-    and the number of source points.
+    hit of a point is its exact nearest distance; points with no hit within the radius (outliers) are
+    measured against every target point.
     """
-    offsets, lengths = _sorted_offsets(spacing, radius_mm=2.0 * float(spacing.max()))
-    target = _PaddedTarget(to_surface, np.abs(offsets).max(axis=0))
-    flat_offsets = offsets @ target.strides
-    source_index = np.nonzero(from_surface)
     n_points = source_index[0].size
     distances = np.full(n_points, np.inf)
-    if n_points == 0:
-        return distances, 0
+    if n_points == 0 or target_index[0].size == 0:
+        return distances
+    offsets, lengths = _sorted_offsets(spacing, radius_mm=_LOCAL_RADIUS_FACTOR * float(spacing.max()))
+    pad = (-len(offsets)) % _BATCH  # repeat the last offset so every batch is full
+    offsets = np.concatenate([offsets, np.repeat(offsets[-1:], pad, axis=0)])
+    lengths = np.concatenate([lengths, np.repeat(lengths[-1:], pad)])
+    target_mask = np.zeros(target_shape, dtype=bool)
+    target_mask[target_index] = True
+    target = _PaddedTarget(target_mask, np.abs(offsets).max(axis=0))
+    flat_offsets = offsets @ target.strides
     pending = np.arange(n_points)
     pending_flat = target.flat_index(source_index)
-    start = 0
-    for size in _OFFSET_BATCHES + (len(flat_offsets),):
-        stop = min(start + size, len(flat_offsets))
-        if stop <= start:
-            break
-        hits = target.flat[pending_flat[:, None] + flat_offsets[None, start:stop]]
-        found = hits.any(axis=1)
-        distances[pending[found]] = lengths[start:stop][hits[found].argmax(axis=1)]
+    for start in range(0, len(flat_offsets), _BATCH):
+        hits = target.flat[pending_flat[:, None] + flat_offsets[None, start:start + _BATCH]]
+        found, first = _first_hits(hits)
+        distances[pending[found]] = lengths[start + first]
         pending, pending_flat = pending[~found], pending_flat[~found]
-        start = stop
         if pending.size == 0:
             break
     if pending.size:
-        from_points = np.column_stack([(source_index[a][pending] + origin[a]) * spacing[a] for a in range(3)])
-        distances[pending] = _nearest_distances(from_points, _points_mm(to_surface, origin, spacing))
-    return distances, n_points
+        distances[pending] = _outlier_distances(source_index, target_index, pending, spacing)
+    return distances
+
+
+def _outlier_distances(source_index, target_index, pending, spacing) -> np.ndarray:
+    source = np.column_stack([source_index[a][pending] * spacing[a] for a in range(3)])
+    target = np.column_stack([target_index[a] * spacing[a] for a in range(3)])
+    if source.shape[0] * target.shape[0] > 200_000:  # beyond a handful of outliers a KD-tree wins
+        return _nearest_distances(source, target)
+    squared = ((source[:, None, :] - target[None, :, :]) ** 2).sum(axis=2)
+    return np.sqrt(squared.min(axis=1))
 
 
 def _safe_ratio(numerator: float, denominator: float) -> float:
@@ -268,9 +276,13 @@ def surface_distances(pred, ref, spacing_zyx) -> tuple[np.ndarray, np.ndarray]:
     box = _union_or_none(pred_mask, ref_mask)
     if box is None:
         return np.empty(0), np.empty(0)
-    surfaces = _surfaces_in_box(pred_mask, ref_mask, box, spacing)
-    return (_nearest_distances(surfaces.pred_points, surfaces.ref_points),
-            _nearest_distances(surfaces.ref_points, surfaces.pred_points))
+    surf_pred = _surface_3d(_pad_zero(pred_mask[box]))
+    surf_ref = _surface_3d(_pad_zero(ref_mask[box]))
+    index_pred, index_ref = np.nonzero(surf_pred), np.nonzero(surf_ref)
+    if index_pred[0].size == 0 or index_ref[0].size == 0:
+        return np.full(index_pred[0].size, np.inf), np.full(index_ref[0].size, np.inf)
+    return (_surface_distances_local_first(index_pred, index_ref, surf_ref.shape, spacing),
+            _surface_distances_local_first(index_ref, index_pred, surf_pred.shape, spacing))
 
 
 def _union_or_none(pred_mask, ref_mask):
@@ -278,13 +290,6 @@ def _union_or_none(pred_mask, ref_mask):
     if box_pred is None and box_ref is None:
         return None
     return _union_box(box_pred, box_ref, pred_mask.shape)
-
-
-def _surfaces_in_box(pred_mask, ref_mask, box, spacing) -> _Surfaces:
-    origin = [b.start for b in box]
-    surf_pred = _surface_3d(_pad_zero(pred_mask[box]))
-    surf_ref = _surface_3d(_pad_zero(ref_mask[box]))
-    return _Surfaces(_points_mm(surf_pred, origin, spacing), _points_mm(surf_ref, origin, spacing))
 
 
 def _added_path_length(pad_pred, pad_ref, z_origin, n_slices, spacing, tolerance_mm) -> tuple[float, np.ndarray]:
@@ -365,12 +370,13 @@ def compute_panel(pred, ref, spacing_zyx, tolerance_mm: float = DEFAULT_TOLERANC
         origin = [b.start for b in box]
         pad_pred, pad_ref = _pad_zero(crop_pred), _pad_zero(crop_ref)
         surf_pred, surf_ref = _surface_3d(pad_pred), _surface_3d(pad_ref)
+        index_pred, index_ref = np.nonzero(surf_pred), np.nonzero(surf_ref)
+        n_surface_pred, n_surface_ref = int(index_pred[0].size), int(index_ref[0].size)
         if n_pred and n_ref:
-            d_pr, n_surface_pred = _surface_distances_local_first(surf_pred, surf_ref, origin, spacing)
-            d_rp, n_surface_ref = _surface_distances_local_first(surf_ref, surf_pred, origin, spacing)
+            d_pr = _surface_distances_local_first(index_pred, index_ref, surf_ref.shape, spacing)
+            d_rp = _surface_distances_local_first(index_ref, index_pred, surf_pred.shape, spacing)
             result.update(_distance_metrics(d_pr, d_rp, tolerance))
         else:
-            n_surface_pred, n_surface_ref = int(np.count_nonzero(surf_pred)), int(np.count_nonzero(surf_ref))
             result.update(hd_mm=math.nan, hd95_mm=math.nan, assd_mm=math.nan, surface_dice=0.0)
         result.update(n_surface_pred=n_surface_pred, n_surface_ref=n_surface_ref)
         apl, apl_per_slice = _added_path_length(pad_pred, pad_ref, origin[0], pred_mask.shape[0],

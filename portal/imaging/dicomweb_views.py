@@ -35,7 +35,18 @@ def error(status: int, message: str) -> JsonResponse:
 
 
 def base_url(request) -> str:
-    return request.build_absolute_uri(reverse("dicomweb-studies"))[: -len("/studies")]
+    """Absolute /dicomweb URL for RetrieveURL and BulkDataURI values.
+
+    dicomweb-client sends ``Host`` without the port; when that host is the
+    address the server itself listens on (a direct connection, not a proxy),
+    the listening port is put back so the URLs resolve.
+    """
+    url = request.build_absolute_uri(reverse("dicomweb-studies"))[: -len("/studies")]
+    host = request.META.get("HTTP_HOST", "")
+    port = str(request.META.get("SERVER_PORT", ""))
+    if host and ":" not in host and host == request.META.get("SERVER_NAME") and port not in ("", "80", "443"):
+        url = url.replace(f"://{host}", f"://{host}:{port}", 1)
+    return url
 
 
 def authenticate(request):
@@ -170,27 +181,35 @@ def instance(request, study_uid, series_uid, sop_uid):
 # ---------------------------------------------------------------- WADO-RS metadata
 
 
-def _metadata(request, study_uid, series_uid=None, sop_uid=None):
-    if not _wants_json(request):
-        return error(406, "metadata is available as application/dicom+json only")
-    user = request.dicomweb_user
+def metadata_for(user, base: str, study_uid, series_uid=None, sop_uid=None) -> list[dict] | None:
+    """WADO-RS metadata of the visible instances at this level (None when nothing is visible)."""
     if sop_uid is not None:
         entry = access.find_instance(study_uid, series_uid, sop_uid)
-        series_ids = [entry.series_id] if entry is not None and access.can_read(user, entry) else []
-        qs = Instance.objects.filter(pk=entry.pk) if series_ids else Instance.objects.none()
+        if entry is None or not access.can_read(user, entry):
+            return None
+        qs = Instance.objects.filter(pk=entry.pk)
     else:
         qs = Instance.objects.filter(series__study__study_uid=study_uid)
         if series_uid is not None:
             qs = qs.filter(series__series_uid=series_uid)
         allowed = access.visible_series_ids(user, set(qs.values_list("series_id", flat=True).distinct()))
-        qs = qs.filter(series_id__in=allowed) if allowed else Instance.objects.none()
+        if not allowed:
+            return None
+        qs = qs.filter(series_id__in=allowed)
     rows = list(qs.order_by("series_id", "slice_index", "instance_number", "pk")
                 .values_list("sop_uid", "series__series_uid", "series__study__study_uid", "pixel_offset", "metadata"))
     if not rows:
+        return None
+    return [dj.with_bulkdata_uri(meta, f"{base}/studies/{st}/series/{se}/instances/{sop}", offset is not None)
+            for sop, se, st, offset, meta in rows]
+
+
+def _metadata(request, study_uid, series_uid=None, sop_uid=None):
+    if not _wants_json(request):
+        return error(406, "metadata is available as application/dicom+json only")
+    out = metadata_for(request.dicomweb_user, base_url(request), study_uid, series_uid, sop_uid)
+    if out is None:
         return error(404, "no such instance, series or study (or it is outside your sites)")
-    base = base_url(request)
-    out = [dj.with_bulkdata_uri(meta, f"{base}/studies/{st}/series/{se}/instances/{sop}", offset is not None)
-           for sop, se, st, offset, meta in rows]
     return _dicom_json_response(out)
 
 

@@ -364,8 +364,15 @@ def store_result(job_id: int, worker_id: str, mask, probability=None, info: dict
         prob_rel = storage.result_relpath("job_probability", str(job.pk), ".npz")
         storage.write_bytes_atomic(prob_rel, encode_probability(probability))
     metrics = _metrics_against_ground_truth(job, mask, grid)
-    rtstruct_rel = _write_rtstruct(job, mask)
     info = dict(info or {})
+    rtstruct_rel = ""
+    if mask.any():
+        try:
+            rtstruct_rel = _write_rtstruct(job, mask)
+        except ValueError as exc:  # the export is a convenience; the mask itself is the result
+            info["rtstruct_error"] = str(exc)
+    else:
+        info["rtstruct_error"] = "empty mask: no RTSTRUCT written"
     info["voxels"] = int(mask.sum())
     info["volume_cc"] = float(mask.sum() * grid.voxel_volume_mm3 / 1000.0)
     with transaction.atomic():
@@ -418,11 +425,9 @@ def _metrics_against_ground_truth(job: Job, mask, grid) -> dict:
 
 
 def _write_rtstruct(job: Job, mask) -> str:
-    """RTSTRUCT export of the result when the RTSTRUCT writer is installed (``dicom_rt.rtstruct_write``)."""
-    try:
-        from portal.jobs.export import write_job_rtstruct
-    except ImportError:
-        return ""
+    """RTSTRUCT export of the result (``dicom_rt.rtstruct_write`` on the stored CT headers)."""
+    from portal.jobs.export import write_job_rtstruct
+
     return write_job_rtstruct(job, mask)
 
 

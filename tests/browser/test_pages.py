@@ -107,3 +107,51 @@ def test_editor_refuses_invalid_value_then_saves(page, live_portal):
     assert page.inner_text(".field[data-field=age] .field-error") == ""
     history = page.inner_text("#editor .versions li[data-version='2']")
     assert "laterality" in history and "right" in history
+
+
+def _need_checkpoints(page, *families):
+    checkpoints = json.loads(page.inner_text("#page-config"))["checkpoints"]
+    for family in families:
+        _need(bool(checkpoints.get(family)), f"no {family} checkpoint (*.pt) in CONTEXTRT_CHECKPOINT_DIR")
+
+
+def test_contour_with_this_context_arrives_without_reload(page, live_portal):
+    _need_dicomweb(live_portal)
+    _open_case(page, live_portal)
+    _viewer_ready(page)
+    _need_checkpoints(page, "multimodal")
+    page.evaluate("window.__sameDocument = true")
+    page.click("#editor .contour")
+    page.wait_for_selector("#editor .job-progress[data-contour='shown']", timeout=240000)
+    assert page.evaluate("window.__sameDocument") is True  # no reload happened
+    assert page.get_attribute("#editor .job-progress", "data-state") == "succeeded"
+    assert page.locator("#viewer .legend-row[data-layer^='job-']").count() == 1
+    assert page.evaluate("document.querySelector('#editor progress').value") == 100
+    save_screenshot(page, "contour-arrived")
+
+
+def test_comparison_and_what_if(page, live_portal):
+    _need_dicomweb(live_portal)
+    page.goto(f"{live_portal.url}/case/{live_portal.info['case']}/compare/")
+    _viewer_ready(page)
+    _need_checkpoints(page, "vision", "multimodal")
+    run = page.locator(".run-models button")
+    if run.count():
+        run.click()
+        page.wait_for_selector(".run-models[data-done='true']", timeout=240000)
+    rows = page.inner_text(".metrics-box")
+    assert "Vision-only" in rows and "Multimodal" in rows and "mm" in rows  # Dice/HD95 vs the ground truth
+    assert page.locator(".viewer-right .legend-row[data-layer='difference']").count() == 1
+    # Both viewports follow each other's slice.
+    page.evaluate("window.contextrt.viewers[0].setSlice(10)")
+    page.wait_for_function("document.querySelector('.viewer-right').dataset.slice === '10'")
+    # What-if: laterality changed to the side it is not (the current value is offered disabled).
+    page.select_option(".what-if select[name=field]", "laterality")
+    other = page.eval_on_selector(".what-if select[name=value]",
+                                  "s => [...s.options].find(o => !o.disabled && o.value !== '__omit__').value")
+    page.select_option(".what-if select[name=value]", other)
+    page.click(".what-if button[type=submit]")
+    page.wait_for_selector(".what-if[data-contour='shown']", timeout=240000)
+    legend = page.inner_text(".viewer-whatif .legend")
+    assert f"laterality = {other}" in legend and "(original)" in legend
+    save_screenshot(page, "comparison", full_page=True)

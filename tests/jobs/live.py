@@ -86,11 +86,14 @@ class LivePortal:
         self.process = None
         self.workers: list[subprocess.Popen] = []
 
-    def start(self, timeout: float = 120.0) -> "LivePortal":
+    def start(self, timeout: float = 120.0, command: list[str] | None = None) -> "LivePortal":
+        """Start uvicorn (default) or ``command`` (``{port}`` is filled in) and wait until it answers."""
         log = open(self.workdir / "portal.log", "wb")
+        command = [part.format(port=self.port) for part in command] if command else [
+            PY, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
+            "--lifespan", "off", "--ws", "websockets", "--log-level", "warning"]
         self.process = subprocess.Popen(
-            [PY, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
-             "--lifespan", "off", "--ws", "websockets", "--log-level", "warning"],
+            command,
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

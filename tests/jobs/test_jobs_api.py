@@ -135,6 +135,11 @@ def test_worker_protocol_over_rest_with_real_model_output(sts_case, users, check
     assert np.array_equal(storage.load_mask(job.mask_path), result.mask)
     assert np.abs(services.load_probability(job.probability_path) - result.probability).max() <= 0.5 / 255 + 1e-6
     assert "dice" in job.metrics and "hd95_mm" in job.metrics  # the case has ground truth: metrics stored
+    assert result.mask.any(), "the seeded tiny model marks some voxels"
+    import pydicom
+
+    rtstruct = pydicom.dcmread(storage.absolute(job.rtstruct_path))
+    assert rtstruct.Modality == "RTSTRUCT" and rtstruct.StructureSetROISequence[0].ROIName.startswith("CTV")
 
     detail = client_for(users["coordinator"]).get(f"/api/jobs/{job.pk}/").json()
     assert detail["results"]["metrics"] == job.metrics

@@ -11,7 +11,7 @@ from rest_framework.authtoken.models import Token
 from dicomweb_factory import ct_datasets, write_files
 from portal.accounts.models import Role, Site
 from portal.accounts.services import create_account
-from portal.imaging import dicomweb_access
+from portal.imaging import dicomweb_access, fastpath
 from portal.imaging.ingest import ingest_files
 from portal.imaging.models import Series
 
@@ -20,8 +20,15 @@ from portal.imaging.models import Series
 def _fresh_dicomweb_caches():
     # Primary keys and tokens repeat across test databases; cached decisions must not leak between tests.
     dicomweb_access.clear_caches()
+    fastpath.clear_cache()
     yield
     dicomweb_access.clear_caches()
+    fastpath.clear_cache()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -55,3 +62,32 @@ def stored(sites, users, tmp_path):
                                                            study_date="20190101", accession="ACC-X", description="CT pelvis")),
                  site=external, user=users["coord_ext"])
     return {"int": Series.objects.get(study__patient__site=internal), "ext": Series.objects.get(study__patient__site=external)}
+
+
+@pytest.fixture
+def live_dicomweb(transactional_db, settings):
+    """The real ASGI stack (fast path over Django) under uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from django.core.asgi import get_asgi_application
+
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+    app = fastpath.wrap_http(get_asgi_application())
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/dicomweb"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()

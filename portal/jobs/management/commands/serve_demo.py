@@ -30,5 +30,6 @@ class Command(BaseCommand):
         else:
             self.stdout.write("BROKER_URL is set: start workers with `manage.py run_worker --queues gpu`")
         self.stdout.write(f"ContextRT portal on http://{options['host']}:{options['port']}/")
+        self.stdout.flush()  # the logins must show before uvicorn takes over the process
         uvicorn.run("portal.asgi:application", host=options["host"], port=options["port"], lifespan="off",
                     ws="websockets", log_level="warning")
