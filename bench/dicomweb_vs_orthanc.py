@@ -231,25 +231,37 @@ def python_rate(server, paths, connections: int, seconds: float) -> float:
     return sum(counts) / (time.monotonic() - t0)
 
 
-def measure(server, scratch: Path, seconds: int) -> dict:
-    ids = locate(server)
-    h = server.headers
-    series_url = f"{server.base}/studies/{ids['study']}/series/{ids['series']}"
-    results = {}
-    results["series retrieve (s)"] = timed(lambda: requests.get(series_url, headers=dict(h, Accept=DICOM_ACCEPT)).content, 5)
-    results["series metadata (s)"] = timed(
-        lambda: requests.get(f"{series_url}/metadata", headers=dict(h, Accept="application/dicom+json")).json(), 5)
-    jh = dict(h, Accept="application/dicom+json")
-    results["QIDO studies by PatientID (s)"] = timed(
-        lambda: requests.get(f"{server.base}/studies", params={"PatientID": ids["patient_id"]}, headers=jh).json(), 10)
-    results["QIDO series in study (s)"] = timed(lambda: requests.get(f"{server.base}/studies/{ids['study']}/series", headers=jh).json(), 10)
-    results["QIDO instances in series (s)"] = timed(lambda: requests.get(f"{series_url}/instances", headers=jh).json(), 10)
-    paths = frame_paths(server, ids)
-    results["frames/s wrk c=1"] = wrk_rate(server, paths, 1, seconds, scratch)
-    results["frames/s wrk c=8"] = wrk_rate(server, paths, 8, seconds, scratch)
-    results["frames/s python c=1"] = python_rate(server, paths, 1, seconds)
-    results["frames/s python c=8"] = python_rate(server, paths, 8, seconds)
-    return results
+def measurements(seconds: int, scratch: Path):
+    """(name, function(server, ids) -> figure) for every endpoint measured."""
+    def series_url(server, ids):
+        return f"{server.base}/studies/{ids['study']}/series/{ids['series']}"
+
+    def jh(server):
+        return dict(server.headers, Accept="application/dicom+json")
+
+    counter = iter(range(1000, 10**9))  # unique limits: searches no answer cache can serve
+    return [
+        ("series retrieve (s)", lambda s, i: timed(
+            lambda: requests.get(series_url(s, i), headers=dict(s.headers, Accept=DICOM_ACCEPT)).content, 5)),
+        ("series metadata (s)", lambda s, i: timed(lambda: requests.get(f"{series_url(s, i)}/metadata", headers=jh(s)).json(), 5)),
+        ("QIDO studies by PatientID (s)", lambda s, i: timed(
+            lambda: requests.get(f"{s.base}/studies", params={"PatientID": i["patient_id"]}, headers=jh(s)).json(), 10)),
+        ("QIDO series in study (s)", lambda s, i: timed(
+            lambda: requests.get(f"{s.base}/studies/{i['study']}/series", headers=jh(s)).json(), 10)),
+        ("QIDO instances in series (s)", lambda s, i: timed(
+            lambda: requests.get(f"{series_url(s, i)}/instances", headers=jh(s)).json(), 10)),
+        ("QIDO studies by PatientID, cold (s)", lambda s, i: timed(
+            lambda: requests.get(f"{s.base}/studies", params={"PatientID": i["patient_id"], "limit": next(counter)},
+                                 headers=jh(s)).json(), 10)),
+        ("QIDO series in study, cold (s)", lambda s, i: timed(
+            lambda: requests.get(f"{s.base}/studies/{i['study']}/series", params={"limit": next(counter)}, headers=jh(s)).json(), 10)),
+        ("QIDO instances in series, cold (s)", lambda s, i: timed(
+            lambda: requests.get(f"{series_url(s, i)}/instances", params={"limit": next(counter)}, headers=jh(s)).json(), 5)),
+        ("frames/s wrk c=1", lambda s, i: wrk_rate(s, frame_paths(s, i), 1, seconds, scratch)),
+        ("frames/s wrk c=8", lambda s, i: wrk_rate(s, frame_paths(s, i), 8, seconds, scratch)),
+        ("frames/s python c=1", lambda s, i: python_rate(s, frame_paths(s, i), 1, seconds)),
+        ("frames/s python c=8", lambda s, i: python_rate(s, frame_paths(s, i), 8, seconds)),
+    ]
 
 
 def main(argv=None) -> int:
@@ -274,10 +286,14 @@ def main(argv=None) -> int:
         print("ingesting into ContextRT and starting uvicorn ...", flush=True)
         ours.load(paths)
         ours.start()
-        figures = {}
-        for name, server in (("orthanc", orthanc), ("contextrt", ours)):
-            print(f"measuring {name} ...", flush=True)
-            figures[name] = measure(server, scratch, args.seconds)
+        figures = {"orthanc": {}, "contextrt": {}}
+        servers = (("orthanc", orthanc), ("contextrt", ours))
+        ids = {name: locate(server) for name, server in servers}
+        # Endpoint by endpoint, alternating servers, so a change in machine load hits both alike.
+        for label, run in measurements(args.seconds, scratch):
+            print(f"measuring {label} ...", flush=True)
+            for name, server in servers:
+                figures[name][label] = run(server, ids[name])
     finally:
         ours.stop()
         orthanc.stop()

@@ -29,7 +29,8 @@ class ReportInputError(ValueError):
 
 def to_frame(rows) -> pd.DataFrame:
     frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    if "hd95_mm" in frame and "hd95_cm" not in frame:
+    # Per-case rows get HD95 in cm too (LLMSeg reports cm); a formatted summary column is left alone.
+    if "hd95_mm" in frame and "hd95_cm" not in frame and pd.api.types.is_numeric_dtype(frame["hd95_mm"]):
         frame["hd95_cm"] = frame["hd95_mm"] / 10.0
     return frame
 

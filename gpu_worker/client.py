@@ -61,9 +61,11 @@ def hu_volume(datasets) -> tuple[np.ndarray, object]:
 
 
 def make_client(portal_url: str):
-    override = os.environ.get("CONTEXTRT_PORTAL_URL", "").strip()
-    if portal_url == IN_PROCESS and not override:
+    """In-process messages come only from the embedded portal itself; otherwise HTTP, where the worker's own
+    ``CONTEXTRT_PORTAL_URL`` (its route to the portal) wins over the URL in the message."""
+    if portal_url == IN_PROCESS:
         return InProcessClient()
+    override = os.environ.get("CONTEXTRT_PORTAL_URL", "").strip()
     return HttpClient(override or portal_url, os.environ.get("CONTEXTRT_WORKER_TOKEN", ""))
 
 

@@ -54,7 +54,8 @@ def _triple(text: str, cast=float) -> tuple:
     return values
 
 
-def main(argv=None, stdout=None) -> dict:
+def main(argv=None, stdout=None, progress_callback=None) -> dict:
+    """Run the CLI; ``progress_callback(dict)`` also gets every step (epoch, step, total_steps, loss, eta_s)."""
     import torch
     from tqdm import tqdm
 
@@ -105,6 +106,8 @@ def main(argv=None, stdout=None) -> dict:
     bar = None if args.no_progress else tqdm(total=cfg.epochs * cfg.steps_per_epoch, file=out, desc="training")
 
     def progress(info):
+        if progress_callback is not None:
+            progress_callback(info)
         if bar is not None:
             bar.n = info["step"]
             bar.set_postfix(epoch=info["epoch"], loss=f"{info['loss']:.3f}", eta=f"{info['eta_s']:.0f}s")
@@ -119,6 +122,19 @@ def main(argv=None, stdout=None) -> dict:
     print(json.dumps({"checkpoint": args.out, "checkpoint_id": result["checkpoint_id"],
                       "final": result["metrics"]}), file=out, flush=True)
     return result
+
+
+def run_training(out, *, progress=None, stdout=None, **options) -> dict:
+    """Programmatic entry (e.g. a worker's training job): keyword options are the CLI's long options
+    with underscores (``epochs=2, text="none", data_fraction=0.5``); booleans are flags."""
+    argv = ["--out", str(out)]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value not in (False, None):
+            argv += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
+    return main(argv, stdout=stdout, progress_callback=progress)
 
 
 if __name__ == "__main__":

@@ -256,7 +256,9 @@ export class CtViewer {
   }
 
   windowLevel() {
-    const range = this.viewport.getProperties().voiRange;
+    const vp = this.viewport;
+    const properties = vp && vp.getProperties ? vp.getProperties() : null;
+    const range = properties ? properties.voiRange : null;
     if (!range) return null;
     return { width: Math.round(range.upper - range.lower), center: Math.round((range.upper + range.lower) / 2) };
   }

@@ -100,11 +100,12 @@ def load_case(folder: Path, entry: dict, sites: dict, *, teaching_splits=("train
     site_key, cancer_type = entry.get("site"), entry.get("cancer_type")
     if site_key not in sites:
         raise CohortError(f"case {case_id}: site {site_key!r} is not in the manifest's 'sites'")
+    # Paths are checked even for a case already loaded: a manifest pointing outside its folder is refused.
+    ct_dir = _inside(folder, entry.get("ct_dir"), "ct_dir", case_id)
+    rtstruct = _inside(folder, entry.get("rtstruct"), "rtstruct", case_id)
     site = ensure_site(site_key, sites[site_key])
     if Case.objects.filter(site=site, label=case_id).exists():
         return None, []
-    ct_dir = _inside(folder, entry.get("ct_dir"), "ct_dir", case_id)
-    rtstruct = _inside(folder, entry.get("rtstruct"), "rtstruct", case_id)
     ct_files = sorted(p for p in ct_dir.iterdir() if p.is_file())
     if not ct_files:
         raise CohortError(f"case {case_id}: {entry['ct_dir']} holds no files")

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 
+from django.db import connection
 from django.db.models import Count, Min, Q
 
 from portal.accounts.scoping import scope_series
@@ -236,17 +239,29 @@ def metadata_matches(metadata: dict, flt: Filter) -> bool:
 
 
 def visible_series(user):
-    return scope_series(user, Series.objects.all())
+    """The user's visible series, or None when the scope does not restrict them (admins, workers).
+
+    ``scope_series`` hands back the very queryset it was given when it adds no
+    restriction; skipping the subquery then saves most of a search's ORM work.
+    """
+    everything = Series.objects.all()
+    scoped = scope_series(user, everything)
+    return None if scoped is everything else scoped
+
+
+def _restrict(qs, field: str, series_qs):
+    return qs if series_qs is None else qs.filter(**{f"{field}__in": series_qs.values("pk")})
 
 
 def _base_queryset(user, level: str, study_uid: str | None, series_uid: str | None):
     series_qs = visible_series(user)
     if level == "studies":
-        qs = Study.objects.filter(pk__in=series_qs.values("study_id")).order_by("pk")
+        qs = Study.objects.all() if series_qs is None else Study.objects.filter(pk__in=series_qs.values("study_id"))
+        qs = qs.order_by("pk")  # ingest creates a study only together with its first series
     elif level == "series":
-        qs = Series.objects.filter(pk__in=series_qs.values("pk")).order_by("study_id", "series_number", "pk")
+        qs = _restrict(Series.objects.all(), "pk", series_qs).order_by("study_id", "series_number", "pk")
     else:
-        qs = Instance.objects.filter(series_id__in=series_qs.values("pk")).order_by("series_id", "slice_index", "instance_number", "pk")
+        qs = _restrict(Instance.objects.all(), "series_id", series_qs).order_by("series_id", "slice_index", "instance_number", "pk")
     if study_uid is not None:
         qs = qs.filter(**{_PATH[level]["studies"] + "study_uid": study_uid})
     if series_uid is not None:
@@ -261,11 +276,49 @@ def _representative_metadata(level: str, ids: list[int], series_qs) -> dict[int,
     if level == "instances":
         return dict(Instance.objects.filter(pk__in=ids).values_list("pk", "metadata"))
     group = "series__study_id" if level == "studies" else "series_id"
-    firsts = (Instance.objects.filter(**{f"{group}__in": ids}).filter(series_id__in=series_qs.values("pk"))
-              .values(group).annotate(first=Min("pk")).values_list(group, "first"))
-    first_by_row = dict(firsts)
-    metadata = dict(Instance.objects.filter(pk__in=first_by_row.values()).values_list("pk", "metadata"))
-    return {row: metadata.get(first, {}) for row, first in first_by_row.items()}
+    # One query: the metadata of each row's lowest-pk visible instance.
+    firsts = (_restrict(Instance.objects.filter(**{f"{group}__in": ids}), "series_id", series_qs)
+              .values(group).annotate(first=Min("pk")).values("first"))
+    return dict(Instance.objects.filter(pk__in=firsts).values_list(group, "metadata"))
+
+
+RESULT_TTL = 5.0
+_results: dict = {}
+_results_lock = threading.Lock()
+
+
+def catalogue_generation():
+    """Changes whenever an instance is stored (ingest only adds rows; series/study rows change only with them)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT MAX(id) FROM {Instance._meta.db_table}")
+        return tuple(cursor.fetchone())
+
+
+def clear_cache() -> None:
+    with _results_lock:
+        _results.clear()
+
+
+def cached_search(user, query: QidoQuery, base_url: str, study_uid: str | None = None, series_uid: str | None = None) -> list[dict]:
+    """``search`` with the answer remembered for RESULT_TTL seconds per user and query.
+
+    Viewers repeat the same searches; a cached answer is reused only while the
+    catalogue generation is unchanged (any store invalidates it at once), and a
+    change in the user's scope shows within RESULT_TTL, like the other cached
+    access decisions (``dicomweb_access.AUTH_TTL``).
+    """
+    key = (user.pk, query.level, study_uid, series_uid, base_url, tuple((f.tag, f.raw) for f in query.filters),
+           query.include_all, tuple(query.include_tags), query.limit, query.offset)
+    generation = catalogue_generation()
+    hit = _results.get(key)
+    if hit is not None and hit[0] == generation and hit[1] > time.monotonic():
+        return hit[2]
+    results = search(user, query, base_url, study_uid=study_uid, series_uid=series_uid)
+    with _results_lock:
+        if len(_results) > 2000:
+            _results.clear()
+        _results[key] = (generation, time.monotonic() + RESULT_TTL, results)
+    return results
 
 
 def search(user, query: QidoQuery, base_url: str, study_uid: str | None = None, series_uid: str | None = None) -> list[dict]:
@@ -305,19 +358,24 @@ def _render(level, ids, metadata, query, series_qs, base_url) -> list[dict]:
     wanted = set(query.include_tags) | {f.tag for f in query.filters}
     rows = []
     if level == "studies":
-        counts = {r["study_id"]: r for r in series_qs.filter(study_id__in=ids).values("study_id")
-                  .annotate(n_series=Count("pk", distinct=True), n_instances=Count("instances"))}
-        modalities: dict[int, set] = {}
-        for study_id, modality in series_qs.filter(study_id__in=ids).values_list("study_id", "modality").distinct():
-            modalities.setdefault(study_id, set()).add(modality)
+        # Series/instance counts and modalities in one grouped query over the visible series.
+        counts: dict[int, list] = {}
+        for study_id, modality, n_series, n_instances in (_restrict(Series.objects.filter(study_id__in=ids), "pk", series_qs).values("study_id", "modality")
+                                                          .annotate(n_series=Count("pk", distinct=True), n_instances=Count("instances"))
+                                                          .values_list("study_id", "modality", "n_series", "n_instances")):
+            entry = counts.setdefault(study_id, [set(), 0, 0])
+            entry[0].add(modality)
+            entry[1] += n_series
+            entry[2] += n_instances
         uids = dict(Study.objects.filter(pk__in=ids).values_list("pk", "study_uid"))
         for pk in ids:
             meta = metadata.get(pk, {})
+            modalities, n_series, n_instances = counts.get(pk, [set(), 0, 0])
             out = dj.select(meta, dj.STUDY_TAGS)
             out["0020000D"] = dj.element("UI", uids[pk])
-            out["00080061"] = dj.element("CS", *sorted(modalities.get(pk, ())))
-            out["00201206"] = dj.element("IS", counts.get(pk, {}).get("n_series", 0))
-            out["00201208"] = dj.element("IS", counts.get(pk, {}).get("n_instances", 0))
+            out["00080061"] = dj.element("CS", *sorted(modalities))
+            out["00201206"] = dj.element("IS", n_series)
+            out["00201208"] = dj.element("IS", n_instances)
             out["00081190"] = dj.element("UR", f"{base_url}/studies/{uids[pk]}")
             rows.append((meta, out))
     elif level == "series":

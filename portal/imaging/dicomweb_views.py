@@ -105,7 +105,7 @@ def _search(request, level, study_uid=None, series_uid=None):
         query = qido.parse_query(request.GET, level)
     except qido.QueryError as exc:
         return error(400, str(exc))
-    results = qido.search(request.dicomweb_user, query, base_url(request), study_uid=study_uid, series_uid=series_uid)
+    results = qido.cached_search(request.dicomweb_user, query, base_url(request), study_uid=study_uid, series_uid=series_uid)
     response = _dicom_json_response(results)
     if query.fuzzy:
         response["Warning"] = '299 ContextRT: "The fuzzymatching parameter is not supported. Only literal matching has been performed."'

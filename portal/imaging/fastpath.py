@@ -225,8 +225,7 @@ async def _serve_instances(send, kind, key, groups, accept) -> None:
     for head, (_, path) in zip(part_headers, files):
         with open(path, "rb") as fh:
             data = fh.read()
-        await send({"type": "http.response.body", "body": head, "more_body": True})
-        await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": head + data, "more_body": True})
     await send({"type": "http.response.body", "body": closing})
 
 
@@ -266,7 +265,7 @@ def _search_json(user, base, params, groups):
         query = qido.parse_query(params, groups["level"])
     except qido.QueryError as exc:
         raise _BadRequest(400, str(exc)) from None
-    results = qido.search(user, query, base, study_uid=groups["study"], series_uid=groups["series"])
+    results = qido.cached_search(user, query, base, study_uid=groups["study"], series_uid=groups["series"])
     extra = []
     if query.fuzzy:
         extra.append((b"warning", b'299 ContextRT: "The fuzzymatching parameter is not supported. Only literal matching has been performed."'))

@@ -49,13 +49,15 @@ class ResidualUNet(nn.Module):
         return feats
 
     def decode(self, feats: Sequence[torch.Tensor],
-               fuse: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-        """Feature maps -> logits; ``fuse(level, features)`` rewrites each level's features first."""
+               fuse: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+               return_features: bool = False):
+        """Feature maps -> logits; ``fuse(level, features)`` rewrites each level's features first.
+        With ``return_features`` also the full-resolution decoder features before the head."""
         feats = [fuse(level, f) if fuse is not None else f for level, f in enumerate(feats)]
         x = feats[-1]
         for i, block in enumerate(self.decoders):
             x = block(x, feats[len(feats) - 2 - i])
-        return self.head(x)
+        return (self.head(x), x) if return_features else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))

@@ -88,6 +88,12 @@ def test_viewer_scroll_window_level_and_overlay(page, live_portal):
     page.wait_for_timeout(200)
     hidden = _green_pixels(page.locator("#viewer .viewport-wrap").screenshot())
     assert shown > 50 and hidden < shown / 10, (shown, hidden)
+    # Reformats of the same streamed series.
+    page.wait_for_selector("#viewer[data-all-loaded='true']", timeout=60000)
+    for orientation in ("sagittal", "coronal", "axial"):
+        page.click(f"#viewer [data-orientation={orientation}]")
+        page.wait_for_selector(f"#viewer [data-orientation={orientation}].active")
+    page.wait_for_function("document.querySelector('#viewer .slice-label').textContent.startsWith('slice')")
 
 
 def test_editor_refuses_invalid_value_then_saves(page, live_portal):
@@ -155,3 +161,21 @@ def test_comparison_and_what_if(page, live_portal):
     legend = page.inner_text(".viewer-whatif .legend")
     assert f"laterality = {other}" in legend and "(original)" in legend
     save_screenshot(page, "comparison", full_page=True)
+
+
+def test_note_extraction_masks_and_proposes_then_preview(page, live_portal):
+    _open_case(page, live_portal)
+    url = json.loads(page.inner_text("#page-config"))["api"]["extract_note"]
+    _need(route_exists(live_portal, url), f"the cases API has no {url} yet (note extraction)")
+    page.click("#editor details summary")
+    page.fill("#editor .note", "Mrs Jane Doe, DOB 03/04/1961, MRN 1234567. Right breast IDC, cT2 N1 M0, "
+                               "s/p lumpectomy. Age 63.")
+    page.click("#editor .extract")
+    page.wait_for_selector("#editor .proposal .accept")
+    masked = page.inner_text("#editor .proposal .masked")
+    assert "Jane" not in masked and "1234567" not in masked and "03/04/1961" not in masked
+    page.click("#editor .proposal .accept")
+    assert page.input_value("select[name=laterality]") == "right"
+    assert page.input_value("select[name=cN]") == "N1"
+    page.click("#editor .preview")
+    page.wait_for_function("document.querySelector('#editor .prompt-preview').textContent.includes('right')")

@@ -137,3 +137,26 @@ def test_not_a_checkpoint_is_refused(tmp_path):
         load_model(bad)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.pt")
+
+
+def test_two_way_fusion_pools_large_levels_and_keeps_their_shape():
+    from segmentation.networks.fusion import TwoWayFusion
+
+    torch.manual_seed(0)
+    fusion = TwoWayFusion(4, heads=2, max_voxels=64)
+    feats = torch.rand(1, 4, 8, 10, 9)  # 720 voxels > 64: aligned on a pooled grid
+    out = fusion(feats, torch.randn(1, 2, 4))
+    assert out.shape == feats.shape and not torch.allclose(out, feats)
+
+
+def test_lora_checkpoint_keeps_adapters_but_not_the_base_lm(tmp_path):
+    model = SegmentationModel(ModelConfig(text_encoder={"kind": "minilm", "tuning": "lora"}, **TINY))
+    saved = model.saved_state_dict()
+    lora = [k for k in saved if "lora_" in k]
+    assert lora and all(k.startswith("text.lm.") for k in lora)
+    assert not [k for k in saved if k.startswith("text.lm.") and "lora_" not in k]
+    save_checkpoint(model, tmp_path / "l.pt")
+    loaded, _ = load_model(tmp_path / "l.pt")
+    x = torch.rand(1, 1, 8, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x, [CONTEXT]), loaded(x, [CONTEXT]))

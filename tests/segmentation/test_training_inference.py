@@ -103,6 +103,17 @@ def test_cancel_and_bad_requests_are_reported(tiny_checkpoints, tiny_cases):
     assert not vision.uses_text and res.mask.shape == case.hu.shape and res.prompt_text == ""
 
 
+def test_run_training_streams_progress(tmp_path):
+    from segmentation.train import run_training
+
+    seen = []
+    result = run_training(tmp_path / "r.pt", progress=seen.append, text="none", widths=(4, 8),
+                          spacing=(18.75, 31.25, 31.25), roi=(8, 16, 16), slab=8, epochs=1, steps_per_epoch=2,
+                          batch_size=1, n_train=1, n_val=0, case_shape=32, no_progress=True)
+    assert [s["step"] for s in seen] == [1, 2]
+    assert read_checkpoint(tmp_path / "r.pt")["checkpoint_id"] == result["checkpoint_id"]
+
+
 def test_cli_trains_and_writes_a_checkpoint(tmp_path, capsys):
     from segmentation.train import main
 
@@ -139,3 +150,17 @@ def test_shipped_multimodal_checkpoint_follows_a_laterality_flip():
             # Column index increases towards patient left (LPS, HFS).
             on_side = (cols > mid).mean() if side == "left" else (cols < mid).mean()
             assert on_side >= 0.9, f"{case.case_id} {side}: only {on_side:.0%} of the volume on that side"
+
+
+def test_manage_py_train_model_forwards_to_the_cli(tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out, buf = tmp_path / "cmd.pt", StringIO()
+    call_command("train_model", "--", "--out", str(out), "--text", "none", "--widths", "4,8",
+                 "--spacing", "18.75,31.25,31.25", "--roi", "8,16,16", "--slab", "8", "--epochs", "1",
+                 "--steps-per-epoch", "1", "--batch-size", "1", "--n-train", "1", "--n-val", "0",
+                 "--case-shape", "32", "--no-progress", stdout=buf)
+    assert read_checkpoint(out)["text_encoder"] == {"kind": "none"}
+    assert "checkpoint_id" in buf.getvalue()

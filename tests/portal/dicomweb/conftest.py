@@ -11,7 +11,7 @@ from rest_framework.authtoken.models import Token
 from dicomweb_factory import ct_datasets, write_files
 from portal.accounts.models import Role, Site
 from portal.accounts.services import create_account
-from portal.imaging import dicomweb_access, fastpath
+from portal.imaging import dicomweb_access, dicomweb_query, fastpath
 from portal.imaging.ingest import ingest_files
 from portal.imaging.models import Series
 
@@ -21,6 +21,7 @@ def _fresh_dicomweb_caches():
     # Primary keys and tokens repeat across test databases; cached decisions must not leak between tests.
     dicomweb_access.clear_caches()
     fastpath.clear_cache()
+    dicomweb_query.clear_cache()
     yield
     dicomweb_access.clear_caches()
     fastpath.clear_cache()

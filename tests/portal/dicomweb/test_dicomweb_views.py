@@ -226,11 +226,14 @@ def test_stow_stores_through_ingest_and_reports_uids(stored, tokens):
     datasets = ct_datasets(3, patient="PAT-STOW")
     body, ctype = multipart_dicom([_encode(ds) for ds in datasets])
     before = Instance.objects.count()
+    studies_before = len(client_for(tokens["coord"]).get("/dicomweb/studies").json())
     response = client_for(tokens["coord"]).post("/dicomweb/studies", data=body, content_type=ctype, HTTP_ACCEPT=JSON)
     assert response.status_code == 200, response.content
     result = pydicom.Dataset.from_json(response.json())
     assert sorted(item.ReferencedSOPInstanceUID for item in result.ReferencedSOPSequence) == sorted(ds.SOPInstanceUID for ds in datasets)
     assert Instance.objects.count() == before + 3
+    # the same search right after the store sees the new study (cached answers are per catalogue generation)
+    assert len(client_for(tokens["coord"]).get("/dicomweb/studies").json()) == studies_before + 1
     url = result.ReferencedSOPSequence[0].RetrieveURL
     stored_sop = url.rsplit("/", 1)[1]
     assert stored_sop != datasets[0].SOPInstanceUID  # de-identified on ingest
