@@ -21,7 +21,9 @@ REDIS = "redis://127.0.0.1:6379/0"
 
 
 def run(template: Path, processes: int, timeout: float = 1800) -> dict:
-    portal = LivePortal(template, redis_url=REDIS, broker_url=REDIS).start()
+    # No image-feature reuse: the N cases share one CT, and each job should do the full work.
+    portal = LivePortal(template, redis_url=REDIS, broker_url=REDIS,
+                        extra_env={"CONTEXTRT_FEATURE_CACHE_SIZE": "0"}).start()
     try:
         portal.start_worker(processes=processes, name=f"w{processes}")
         time.sleep(3)  # let the worker processes boot before the clock starts

@@ -34,9 +34,11 @@ Empty masks (no crash, a documented value and a flag in ``flags``):
   Dice = 0; HD, HD95 and ASSD are NaN (undefined: there is no surface to measure to; MONAI returns inf);
   APL counts every predicted contour pixel.
 
-Speed: every voxel of the full volume is read once to find the bounding box of the union; all other work
-(overlap counts, surfaces, slice contours) runs on that box, and distances come from KD-trees over the
-surface voxels only (exact nearest-neighbour distances, no distance transform of the volume).
+Speed: every voxel of the full volume is read once to find the bounding box of each mask; all other work
+(overlap counts, surfaces, slice contours) runs on the union box. Distances are exact nearest-neighbour
+searches over surface voxels: voxel offsets sorted by length are tried eight at a time, so the first hit of
+a surface voxel is its exact distance; the few voxels with no hit within the search radius go to brute
+force or a KD-tree. No distance transform of the volume is computed.
 """
 
 from __future__ import annotations
@@ -156,14 +158,6 @@ def _contour_2d(padded: np.ndarray) -> np.ndarray:
     interior &= padded[1:-1, 1:-1, :-2]
     interior &= padded[1:-1, 1:-1, 2:]
     return core & ~interior
-
-
-def _points_mm(surface: np.ndarray, origin, spacing: np.ndarray) -> np.ndarray:
-    indices = np.nonzero(surface)
-    points = np.empty((indices[0].size, 3), dtype=np.float64)
-    for axis in range(3):
-        points[:, axis] = (indices[axis] + origin[axis]) * spacing[axis]
-    return points
 
 
 def _nearest_distances(from_points: np.ndarray, to_points: np.ndarray) -> np.ndarray:

@@ -37,7 +37,9 @@ class ModelCache:
             return self._loader(path, self.device)
         from segmentation.inference import Segmenter
 
-        return Segmenter.from_checkpoint(str(path), device=self.device)
+        # The Segmenter keeps image features of recent CTs for what-if re-contouring.
+        feature_cache = int(os.environ.get("CONTEXTRT_FEATURE_CACHE_SIZE", 4))
+        return Segmenter.from_checkpoint(str(path), device=self.device, feature_cache_size=feature_cache)
 
     def __len__(self):
         return len(self._models)

@@ -231,13 +231,16 @@ def _finished_job(study: Study, arm: StudyArm, case):
 def collect_results(user, study: Study, recompute: bool = False) -> dict:
     """Compute and store the rows of every case x arm whose prediction has finished; skip stored rows.
 
-    Returns ``{"computed", "waiting", "stored"}`` counts.
+    Returns ``{"computed", "waiting", "failed", "stored"}`` counts and ``errors`` (case, arm, job error)
+    for case x arm pairs whose latest job failed.
     """
+    from portal.jobs.models import Job, State
     from portal.imaging import storage
     from portal.imaging.volume import roi_mask, series_grid
 
     _require_coordinator(user)
     computed = waiting = 0
+    errors = []
     cases = list(study_cases(user, study))
     for arm in study.arms.all():
         done = set() if recompute else set(CaseResult.objects.filter(arm=arm).values_list("case_id", flat=True))
@@ -246,7 +249,12 @@ def collect_results(user, study: Study, recompute: bool = False) -> dict:
                 continue
             job = _finished_job(study, arm, case)
             if job is None:
-                waiting += 1
+                latest = (Job.objects.filter(case=case, checkpoint=arm.checkpoint, study_key=study.key)
+                          .order_by("-created").first())
+                if latest is not None and latest.state == State.FAILED:
+                    errors.append({"case": case.label, "arm": arm.label, "job": latest.pk, "error": latest.error})
+                else:
+                    waiting += 1
                 continue
             prediction = storage.load_mask(job.mask_path)
             truth = roi_mask(case.ground_truth)
@@ -258,7 +266,8 @@ def collect_results(user, study: Study, recompute: bool = False) -> dict:
             CaseResult.objects.update_or_create(study=study, arm=arm, case=case,
                                                 defaults={"job": job, "metrics": values, "flags": flags})
             computed += 1
-    return {"computed": computed, "waiting": waiting, "stored": CaseResult.objects.filter(study=study).count()}
+    return {"computed": computed, "waiting": waiting, "failed": len(errors), "errors": errors,
+            "stored": CaseResult.objects.filter(study=study).count()}
 
 
 def report_rows(user, study: Study) -> list[dict]:

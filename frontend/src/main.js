@@ -19,11 +19,24 @@ async function startCasePage(config) {
   await viewer.start();
 }
 
+// Viewer alone (benchmarks, embedding): no editor, no portal APIs beyond DICOMweb.
+async function startViewerPage(config) {
+  const viewer = new CtViewer(document.getElementById("viewer"), {
+    dicomwebRoot: config.dicomweb_root,
+    studyUid: config.case.study_uid,
+    seriesUid: config.case.series_uid,
+    layers: layersFromConfig(config),
+  });
+  window.contextrt = { viewer, config };
+  await viewer.start();
+}
+
 async function main() {
   const config = pageConfig();
   const page = document.body.dataset.page;
   try {
     if (page === "case") await startCasePage(config);
+    else if (page === "viewer") await startViewerPage(config);
     else if (page === "compare") await startComparison(document.getElementById("compare"), config);
     document.body.dataset.ready = "true";
   } catch (error) {

@@ -46,8 +46,9 @@ def child_env(var_dir: Path, port: int) -> dict:
     return env
 
 
-def seed(realdata: Path) -> dict:
-    """Runs in the child environment: migrate, account, ingest the real CT + RTSTRUCT, one case."""
+def seed(realdata: Path, ct_dir: Path | None = None) -> dict:
+    """Runs in the child environment: migrate, account, ingest the real CT + RTSTRUCT (or the DICOM files
+    under ``ct_dir``), one case."""
     import django
 
     django.setup()
@@ -64,7 +65,7 @@ def seed(realdata: Path) -> dict:
 
     site, _ = Site.objects.get_or_create(code="internal", defaults={"name": "Internal"})
     create_account(USERNAME, PASSWORD, "coordinator", ["internal"])
-    patient_dir = realdata / "ibsi-sts" / "dicom" / "STS_002" / "CT"
+    patient_dir = Path(ct_dir) if ct_dir else realdata / "ibsi-sts" / "dicom" / "STS_002" / "CT"
     files = sorted(p for p in patient_dir.rglob("*.dcm"))
     report = ingest_files(files, site=site, allow_partial=True, skip_unsupported=True)
     ct = Series.objects.get(series_uid__in=report.series, modality="CT")
@@ -74,13 +75,15 @@ def seed(realdata: Path) -> dict:
     data = clinical.validate_context("breast", {"laterality": "left", "surgery": "bcs", "cT": "T2", "cN": "N0"})
     ClinicalContextVersion.objects.create(case=case, version=1, data=data,
                                           prompt_text=clinical.render_prompt("breast", data))
-    return {"case": case.pk, "slices": ct.num_slices, "roi": roi.pk if roi else None}
+    return {"case": case.pk, "slices": ct.num_slices, "roi": roi.pk if roi else None,
+            "study_uid": ct.study.study_uid, "series_uid": ct.series_uid}
 
 
 class LivePortal:
     """Start with ``with LivePortal(tmp, realdata) as portal:``; ``portal.url``, ``portal.info``."""
 
-    def __init__(self, var_dir: Path, realdata: Path):
+    def __init__(self, var_dir: Path, realdata: Path, ct_dir: Path | None = None):
+        self.ct_dir = ct_dir
         self.var_dir = Path(var_dir)
         self.realdata = Path(realdata)
         self.port = free_port()
@@ -90,7 +93,8 @@ class LivePortal:
 
     def __enter__(self):
         env = child_env(self.var_dir, self.port)
-        done = subprocess.run([str(PYTHON), "-m", "tests.browser.live_portal", "seed", str(self.realdata)],
+        extra = [str(self.ct_dir)] if self.ct_dir else []
+        done = subprocess.run([str(PYTHON), "-m", "tests.browser.live_portal", "seed", str(self.realdata), *extra],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"seeding the live portal failed:\n{done.stderr[-4000:]}")
@@ -123,7 +127,7 @@ class LivePortal:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "seed":
-        print(json.dumps(seed(Path(sys.argv[2]))))
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "seed":
+        print(json.dumps(seed(Path(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) == 4 else None)))
     else:
-        sys.exit("usage: python -m tests.browser.live_portal seed REALDATA_DIR")
+        sys.exit("usage: python -m tests.browser.live_portal seed REALDATA_DIR [CT_DIR]")

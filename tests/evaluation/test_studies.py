@@ -77,7 +77,7 @@ def test_study_run_collect_results_and_exports(world):
     truth = roi_mask(world["cases"][0].ground_truth)
     finish_jobs_like_a_worker(body["jobs"], truth, spoil=lambda job: job.checkpoint == "vision.pt")
     collected = api.post(f"/api/studies/{study_id}/collect/", {}, format="json").json()
-    assert collected == {"computed": 4, "waiting": 0, "stored": 4}
+    assert collected == {"computed": 4, "waiting": 0, "failed": 0, "errors": [], "stored": 4}
 
     # Re-running is incremental: every case x arm has its row, so nothing is dispatched or recomputed.
     assert api.post(f"/api/studies/{study_id}/run/", {}, format="json").json()["jobs"] == []

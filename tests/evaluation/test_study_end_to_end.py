@@ -54,6 +54,7 @@ def test_comparison_study_on_synthetic_cohort(settings, tmp_path, in_process_wor
     in_process_worker.wait_in_process(600)
 
     collected = services.collect_results(admin, study)
+    assert collected["failed"] == 0, f"inference failed: {collected['errors'][:2]}"
     assert collected["waiting"] == 0, collected
     assert collected["stored"] == 2 * dispatched["cases"]
     built = results.results_json(admin, study)

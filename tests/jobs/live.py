@@ -30,7 +30,14 @@ from tests.jobs.conftest import create_case
 site = get_or_create_site("int", "Internal")
 coord = create_account("coord", "coord-password-1", Role.COORDINATOR, ["int"])
 worker = create_account("gpu-box", "worker-password-1", Role.WORKER)
-cases = [create_case(Path(sys.argv[1]), site, label=f"STS-019-{k}").pk for k in range(int(sys.argv[2]))]
+from portal.cases.models import Case, ClinicalContextVersion
+first = create_case(Path(sys.argv[1]), site, label="STS-019-0")
+cases = [first.pk]
+for k in range(1, int(sys.argv[2])):  # more cases on the same CT (benchmarks need N distinct jobs)
+    case = Case.objects.create(label=f"STS-019-{k}", site=site, cancer_type=first.cancer_type,
+                               ct_series=first.ct_series, ground_truth=first.ground_truth)
+    ClinicalContextVersion.objects.create(case=case, version=1, data={}, prompt_text="")
+    cases.append(case.pk)
 print(json.dumps({"cases": cases, "coord_token": Token.objects.create(user=coord).key,
                   "worker_token": Token.objects.create(user=worker).key}))
 """

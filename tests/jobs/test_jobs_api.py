@@ -95,7 +95,6 @@ def test_state_machine_is_enforced(sts_case, users, checkpoints):
 
 
 def test_worker_protocol_over_rest_with_real_model_output(sts_case, users, checkpoints):
-    from gpu_worker.client import hu_volume  # noqa: F401 - the worker's own CT decoding is tested in services tests
     from portal.imaging.volume import load_ct_volume
     from segmentation.inference import Segmenter
 

@@ -21,7 +21,7 @@ def _isolated_storage(settings, robustness_store):
 
 @pytest.fixture(scope="module")
 def robustness_catalogue(django_db_setup, django_db_blocker, tmp_path_factory, robustness_store):
-    """One 32x32 breast case loaded through load_cohort; every row created here is deleted afterwards."""
+    """One 32x32 breast case loaded through load_cohort and a coordinator token; all rows are deleted afterwards."""
     from django.contrib.auth import get_user_model
 
     from fixtures.cohort import write_cohort
@@ -39,7 +39,15 @@ def robustness_catalogue(django_db_setup, django_db_blocker, tmp_path_factory, r
         with override_settings(CONTEXTRT_STORAGE=robustness_store / "store",
                                CONTEXTRT_UPLOAD_TMP=robustness_store / "upload-tmp"):
             load_cohort(folder)
-    yield
+        # One coordinator of the loaded site with an API token (created once: password hashing is slow).
+        from rest_framework.authtoken.models import Token
+
+        from portal.accounts.models import Role
+        from portal.accounts.services import create_account
+
+        user = create_account("fuzz-coordinator", "pw-long-fuzz-123", Role.COORDINATOR, ["internal"])
+        token = Token.objects.create(user=user).key
+    yield {"coordinator_token": token}
     with django_db_blocker.unblock():
         for model in models:
             model.objects.filter(pk__gt=high_water[model]).delete()

@@ -14,14 +14,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 @pytest.fixture
-def coordinator_token(db, robustness_catalogue):
-    from rest_framework.authtoken.models import Token
-
-    from portal.accounts.models import Role
-    from portal.accounts.services import create_account
-
-    user = create_account("fuzz-coordinator", "pw-long-fuzz-123", Role.COORDINATOR, ["internal"])
-    return Token.objects.create(user=user).key
+def coordinator_token(robustness_catalogue):
+    return robustness_catalogue["coordinator_token"]
 
 
 def _load_schema():

@@ -92,3 +92,9 @@ def live_dicomweb(transactional_db, settings):
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
+    # Django and the fast path ran their database work in asgiref's single sync thread; close those connections
+    # so the test database can be dropped (PostgreSQL refuses while a session is open).
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
