@@ -119,13 +119,21 @@ def serve(app, port: int):
     return server
 
 
+# Each step waits for Cornerstone's IMAGE_RENDERED of the new slice, so the rate counts frames drawn.
 SCROLL_JS = """async () => {
   const v = window.contextrt.viewer;
   const n = v.imageIds.length;
-  await v.setSlice(0);
+  let wake = null;
+  v.onRender(() => { if (wake) { const w = wake; wake = null; w(); } });
+  const step = async (i) => {
+    const rendered = new Promise((resolve) => { wake = resolve; });
+    await v.setSlice(i);
+    await rendered;
+  };
+  await step(0);
   const t0 = performance.now();
-  for (let i = 1; i < n; i++) await v.setSlice(i);
-  for (let i = n - 2; i >= 0; i--) await v.setSlice(i);
+  for (let i = 1; i < n; i++) await step(i);
+  for (let i = n - 2; i >= 0; i--) await step(i);
   return { slices: 2 * (n - 1), ms: performance.now() - t0 };
 }"""
 

@@ -44,6 +44,7 @@ force or a KD-tree. No distance transform of the volume is computed.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 from scipy.spatial import cKDTree
 

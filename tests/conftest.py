@@ -72,3 +72,21 @@ def realdata_dir():
     from pathlib import Path
 
     return Path(REALDATA)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """DICOMweb keeps short-lived per-process caches keyed by row ids; tests reuse ids, so start clean."""
+    from django.core.cache import cache
+
+    from portal.imaging import dicomweb_access, dicomweb_query, fastpath
+
+    def clear():
+        dicomweb_access.clear_caches()
+        dicomweb_query.clear_cache()
+        fastpath.clear_cache()
+        cache.clear()
+
+    clear()
+    yield
+    clear()

@@ -7,4 +7,6 @@ app_name = "studies"
 urlpatterns = [
     path("", views.study_list, name="list"),
     path("<int:pk>/", views.study_results, name="results"),
+    path("<int:pk>/run/", views.study_run, name="run"),
+    path("<int:pk>/collect/", views.study_collect, name="collect"),
 ]

@@ -1,8 +1,10 @@
 """Pages of validation studies (coordinators, site-scoped): list and results with plotly charts."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseForbidden
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from evaluation import reports
 from evaluation.studies import results, services
@@ -46,3 +48,32 @@ def study_results(request, pk):
         "study": study, "charts": charts, "summary_columns": summary_columns, "p_columns": p_columns,
         "summary_rows": summary_rows, "case_rows": case_rows, "metrics": study.metrics,
     })
+
+
+def _study_action(request, pk, action):
+    if not services.scoping.is_coordinator(request.user):
+        return HttpResponseForbidden("validation studies are for study coordinators")
+    try:
+        study = services.get_visible_study(request.user, pk)
+        outcome = action(request.user, study)
+    except services.StudyError as exc:
+        if exc.status == 404:
+            raise Http404("study not found") from None
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, ", ".join(f"{k}: {len(v) if isinstance(v, list) else v}" for k, v in outcome.items()))
+    return redirect("studies:results", pk=pk)
+
+
+@login_required
+@require_POST
+def study_run(request, pk):
+    """Dispatch the study's missing case x arm inference (CSRF-protected form post)."""
+    return _study_action(request, pk, services.run_study)
+
+
+@login_required
+@require_POST
+def study_collect(request, pk):
+    """Compute per-case rows of finished predictions (CSRF-protected form post)."""
+    return _study_action(request, pk, services.collect_results)

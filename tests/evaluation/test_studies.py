@@ -130,6 +130,25 @@ def test_scoping_and_roles(world):
     page_client = Client()
     page_client.force_login(users["other"])
     assert page_client.get(f"/studies/{study_id}/").status_code == 404
+    assert page_client.post(f"/studies/{study_id}/run/").status_code == 404
+
+
+def test_page_run_button_dispatches_with_csrf(world):
+    from django.test import Client
+
+    from portal.jobs.models import Job
+
+    coordinator = world["users"]["coordinator"]
+    study_id = client_for(coordinator).post("/api/studies/", STUDY, format="json").json()["id"]
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(coordinator)
+    assert strict.post(f"/studies/{study_id}/run/").status_code == 403  # no CSRF token
+    page = strict.get(f"/studies/{study_id}/")
+    token = page.cookies["csrftoken"].value
+    done = strict.post(f"/studies/{study_id}/run/", {"csrfmiddlewaretoken": token})
+    assert done.status_code == 302 and done["Location"] == f"/studies/{study_id}/"
+    assert Job.objects.filter(study_key=f"study-{study_id}", kind="inference").count() == 4
+    assert strict.get(f"/studies/{study_id}/run/").status_code == 405
 
 
 @pytest.mark.parametrize("change, field", [

@@ -9,7 +9,7 @@ from dicomweb_factory import ct_datasets
 from portal.imaging import storage
 from portal.imaging.models import Instance
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.urls("dicomweb_own_urls")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 def dicomweb_client(url, token):

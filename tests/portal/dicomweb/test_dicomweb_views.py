@@ -11,7 +11,7 @@ from dicomweb_factory import ct_datasets
 from portal.imaging import storage
 from portal.imaging.models import Instance, Series
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.urls("dicomweb_own_urls")]
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 JSON = "application/dicom+json"
 
