@@ -297,6 +297,7 @@ def catalogue_generation():
 def clear_cache() -> None:
     with _results_lock:
         _results.clear()
+        _row_memo.clear()
 
 
 def cached_search(user, query: QidoQuery, base_url: str, study_uid: str | None = None, series_uid: str | None = None) -> list[dict]:
@@ -313,7 +314,7 @@ def cached_search(user, query: QidoQuery, base_url: str, study_uid: str | None =
     hit = _results.get(key)
     if hit is not None and hit[0] == generation and hit[1] > time.monotonic():
         return hit[2]
-    results = search(user, query, base_url, study_uid=study_uid, series_uid=series_uid)
+    results = search(user, query, base_url, study_uid=study_uid, series_uid=series_uid, generation=generation)
     with _results_lock:
         if len(_results) > 2000:
             _results.clear()
@@ -321,8 +322,13 @@ def cached_search(user, query: QidoQuery, base_url: str, study_uid: str | None =
     return results
 
 
-def search(user, query: QidoQuery, base_url: str, study_uid: str | None = None, series_uid: str | None = None) -> list[dict]:
-    """The QIDO-RS response body (a list of DICOM JSON datasets) for ``query`` as ``user`` sees the catalogue."""
+def search(user, query: QidoQuery, base_url: str, study_uid: str | None = None, series_uid: str | None = None,
+           generation=None) -> list[dict]:
+    """The QIDO-RS response body (a list of DICOM JSON datasets) for ``query`` as ``user`` sees the catalogue.
+
+    With the catalogue ``generation`` given, study/series rows are reused from
+    the row summary memo (see ``_summaries``) instead of being recomputed.
+    """
     level = query.level
     qs, series_qs = _base_queryset(user, level, study_uid, series_uid)
     python_filters = []
@@ -348,15 +354,76 @@ def search(user, query: QidoQuery, base_url: str, study_uid: str | None = None, 
         metadata = {i: metadata.get(i, {}) for i in ids}
     else:
         ids = list(qs.values_list("pk", flat=True)[query.offset:end])
-        metadata = _representative_metadata(level, ids, series_qs)
-    return _render(level, ids, metadata, query, series_qs, base_url)
+        metadata = None  # loaded by _summaries for the rows the memo lacks
+    scope_key = None if series_qs is None else user.pk
+    bodies = _summaries(level, ids, metadata, series_qs, base_url, scope_key, generation)
+    return _render(ids, bodies, query)
 
 
-def _render(level, ids, metadata, query, series_qs, base_url) -> list[dict]:
+# Row summary memo: (level, scope, base URL, pk) -> (generation, expiry, meta, row).
+# A study/series row (representative metadata, counts, modalities, URL) depends
+# only on the catalogue and on the user's scope, so un-repeated searches (another
+# limit/offset/filter) reuse rows already built instead of 3-4 grouped queries.
+# Validity is the catalogue generation (any store invalidates it) and, for
+# site-scoped users, RESULT_TTL (a scope change shows as in cached_search).
+_row_memo: dict = {}
+_MAX_MEMO_ROWS = 50000
+
+
+def clear_row_memo() -> None:
+    _row_memo.clear()
+
+
+def _summaries(level, ids, metadata, series_qs, base_url, scope_key, generation) -> dict[int, tuple[dict, dict]]:
     if not ids:
-        return []
+        return {}
+    if generation is None or level == "instances":
+        if metadata is None:
+            metadata = _representative_metadata(level, ids, series_qs)
+        return _row_bodies(level, ids, metadata, series_qs, base_url)
+    now = time.monotonic()
+    found, missing = {}, []
+    for pk in ids:
+        hit = _row_memo.get((level, scope_key, base_url, pk))
+        if hit is not None and hit[0] == generation and hit[1] > now:
+            found[pk] = (hit[2], hit[3])
+        else:
+            missing.append(pk)
+    if missing:
+        if metadata is None:
+            metadata = _representative_metadata(level, missing, series_qs)
+        built = _row_bodies(level, missing, metadata, series_qs, base_url)
+        expiry = float("inf") if scope_key is None else now + RESULT_TTL
+        with _results_lock:
+            if len(_row_memo) + len(built) > _MAX_MEMO_ROWS:
+                _row_memo.clear()
+            for pk, (meta, out) in built.items():
+                _row_memo[(level, scope_key, base_url, pk)] = (generation, expiry, meta, out)
+        found.update(built)
+    return found
+
+
+def _render(ids, bodies, query) -> list[dict]:
     wanted = set(query.include_tags) | {f.tag for f in query.filters}
-    rows = []
+    result = []
+    for pk in ids:
+        meta, base_row = bodies[pk]
+        out = dict(base_row)  # the memo's row stays untouched
+        out["00080056"] = dj.element("CS", "ONLINE")
+        if query.include_all:
+            for tag, item in meta.items():
+                out.setdefault(tag, item)
+        else:
+            out.update({tag: meta[tag] for tag in wanted if tag in meta and tag not in out})
+        result.append(dj.sorted_dataset(out))
+    return result
+
+
+def _row_bodies(level, ids, metadata, series_qs, base_url) -> dict[int, tuple[dict, dict]]:
+    """pk -> (representative DICOM JSON, the row's fixed attributes) for ``ids``."""
+    if not ids:
+        return {}
+    rows = {}
     if level == "studies":
         # Series/instance counts and modalities in one grouped query over the visible series.
         counts: dict[int, list] = {}
@@ -377,7 +444,7 @@ def _render(level, ids, metadata, query, series_qs, base_url) -> list[dict]:
             out["00201206"] = dj.element("IS", n_series)
             out["00201208"] = dj.element("IS", n_instances)
             out["00081190"] = dj.element("UR", f"{base_url}/studies/{uids[pk]}")
-            rows.append((meta, out))
+            rows[pk] = (meta, out)
     elif level == "series":
         info = {r["pk"]: r for r in Series.objects.filter(pk__in=ids).values("pk", "series_uid", "study__study_uid", "modality")
                 .annotate(n_instances=Count("instances"))}
@@ -389,7 +456,7 @@ def _render(level, ids, metadata, query, series_qs, base_url) -> list[dict]:
             out["00080060"] = dj.element("CS", row["modality"])
             out["00201209"] = dj.element("IS", row["n_instances"])
             out["00081190"] = dj.element("UR", f"{base_url}/studies/{row['study__study_uid']}/series/{row['series_uid']}")
-            rows.append((meta, out))
+            rows[pk] = (meta, out)
     else:
         info = {r[0]: r for r in Instance.objects.filter(pk__in=ids)
                 .values_list("pk", "sop_uid", "series__series_uid", "series__study__study_uid", "number_of_frames")}
@@ -401,14 +468,5 @@ def _render(level, ids, metadata, query, series_qs, base_url) -> list[dict]:
             out["0020000E"] = dj.element("UI", series_uid)
             out["00080018"] = dj.element("UI", sop)
             out["00081190"] = dj.element("UR", f"{base_url}/studies/{study_uid}/series/{series_uid}/instances/{sop}")
-            rows.append((meta, out))
-    result = []
-    for meta, out in rows:
-        out["00080056"] = dj.element("CS", "ONLINE")
-        if query.include_all:
-            for tag, item in meta.items():
-                out.setdefault(tag, item)
-        else:
-            out.update({tag: meta[tag] for tag in wanted if tag in meta and tag not in out})
-        result.append(dj.sorted_dataset(out))
-    return result
+            rows[pk] = (meta, out)
+    return rows

@@ -75,6 +75,25 @@ def test_viewer_scroll_window_level_and_overlay(page, live_portal):
     page.select_option("#viewer .preset", "lung")
     page.wait_for_function("document.querySelector('#viewer').dataset.window === '1500/-600'")
     page.select_option("#viewer .preset", "soft_tissue")
+    page.wait_for_function("document.querySelector('#viewer').dataset.window === '400/40'")
+    # Window/level drag (left button) changes the VOI; right drag zooms; Reset restores the camera.
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 60, cy + 40, steps=5)
+    page.mouse.up()
+    page.wait_for_function("document.querySelector('#viewer').dataset.window !== '400/40'")
+    assert "mm" in page.inner_text("#viewer .cursor-label")
+    scale = "window.contextrt.viewer.viewport.getCamera().parallelScale"
+    before = page.evaluate(scale)
+    page.mouse.move(cx, cy)
+    page.mouse.down(button="right")
+    page.mouse.move(cx, cy - 80, steps=5)
+    page.mouse.up(button="right")
+    assert abs(page.evaluate(scale) - before) > 1e-3
+    page.click("#viewer .reset")
+    page.wait_for_function("document.querySelector('#viewer').dataset.window === '400/40'")
+    assert abs(page.evaluate(scale) - before) < 1e-3 * before
     # Go to a slice of the ground truth, check its green pixels, then hide the layer.
     config = json.loads(page.inner_text("#page-config"))
     gt = next(s for s in config["structures"] if s["ground_truth"])
