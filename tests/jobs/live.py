@@ -155,6 +155,13 @@ class LivePortal:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.env.get("BROKER_URL", "").startswith("redis://"):
+            import redis
+
+            client = redis.Redis.from_url(self.env["BROKER_URL"])
+            for key in client.scan_iter(f"{self.env['CONTEXTRT_BROKER_NAMESPACE']}:*"):
+                client.delete(key)
+            client.close()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.workdir.glob("*.log"))

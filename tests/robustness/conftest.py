@@ -51,3 +51,17 @@ def robustness_catalogue(django_db_setup, django_db_blocker, tmp_path_factory, r
     with django_db_blocker.unblock():
         for model in models:
             model.objects.filter(pk__gt=high_water[model]).delete()
+
+
+@pytest.fixture(autouse=True)
+def _keep_test_connection_open():
+    """The raw WSGI app closes the DB connection when a request finishes (``close_old_connections``); on
+    PostgreSQL that would end the test's transaction. Django's own test client detaches it the same way."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
