@@ -131,8 +131,8 @@ def run(per_site: int, shape: int, seed: int) -> tuple[list, dict]:
         claim(f"{site}: multimodal Dice > vision-only Dice ({s['multimodal']['dice']:.3f} vs {s['vision']['dice']:.3f})",
               gaps[site], "> 0", gaps[site] > 0)
     claim("Dice gap widest on the shifted external site (external2)", gaps["external2"],
-          f"> max(internal, external1) = {max(gaps['internal'], gaps['external1']):.3f}",
-          gaps["external2"] > max(gaps["internal"], gaps["external1"]))
+          f"> max(0, internal, external1) = {max(gaps['internal'], gaps['external1'], 0.0):.3f}",
+          gaps["external2"] > max(gaps["internal"], gaps["external1"], 0.0))
     flip = float(np.nanmean(numbers["flip"])) if numbers["flip"] else float("nan")
     claim(f"laterality flip: predicted volume on the new side (mean of {len(numbers['flip'])})", flip, ">= 0.90",
           flip >= 0.9)
