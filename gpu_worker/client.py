@@ -145,6 +145,13 @@ class HttpClient:
         return self._call("POST", f"/api/worker/jobs/{job_id}/result/", files=files,
                           data={"worker": worker, "info": json.dumps(info or {})}).json()
 
+    def post_checkpoint(self, job_id: int, worker: str, path, info: dict | None = None) -> dict:
+        import json
+
+        files = {"checkpoint": ("checkpoint.pt", Path(path).read_bytes(), "application/octet-stream")}
+        return self._call("POST", f"/api/worker/jobs/{job_id}/checkpoint/", files=files,
+                          data={"worker": worker, "info": json.dumps(info or {})}).json()
+
     def fail(self, job_id: int, worker: str, error: str) -> None:
         self._call("POST", f"/api/worker/jobs/{job_id}/failure/", json={"worker": worker, "error": error})
 
@@ -206,6 +213,12 @@ class InProcessClient:
 
         job = self._db(services.store_result, job_id, worker, mask, probability, info)
         return {"job": job.pk, "state": job.state}
+
+    def post_checkpoint(self, job_id, worker, path, info=None):
+        from portal.jobs import services
+
+        job = self._db(services.store_checkpoint, job_id, worker, Path(path).read_bytes(), info)
+        return {"job": job.pk, "state": job.state, "checkpoint": job.result_info.get("checkpoint")}
 
     def fail(self, job_id, worker, error):
         from portal.jobs import services

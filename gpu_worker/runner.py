@@ -135,12 +135,59 @@ def run_segmentation(spec: dict, client, reporter: ProgressReporter, cache, work
     client.post_result(job_id, worker, result.mask, getattr(result, "probability", None), info)
 
 
+# Training options a coordinator may set (segmentation.train's CLI options, underscored); the cohort is the
+# synthetic one generated in-worker from fixtures/, so a GPU box needs no shared disk.
+TRAINING_OPTIONS = {"cancer_type": str, "text": str, "fusion": str, "tuning": str, "widths": str, "epochs": int,
+                    "steps_per_epoch": int, "batch_size": int, "lr": float, "slab": int, "n_train": int,
+                    "n_val": int, "case_shape": int, "data_fraction": float, "seed": int, "cohort_seed": int,
+                    "spacing": str, "roi": str, "n_prompts": int, "prompt_length": int}
+
+
+def training_options(params: dict) -> dict:
+    """Validated keyword options for ``segmentation.train.run_training``; unknown or mistyped keys are bad input."""
+    options = {}
+    for key, value in (params or {}).items():
+        if key not in TRAINING_OPTIONS:
+            raise BadInput(f"params.{key}: not a training option (allowed: {', '.join(sorted(TRAINING_OPTIONS))})")
+        cast = TRAINING_OPTIONS[key]
+        try:
+            options[key] = cast(value)
+        except (TypeError, ValueError):
+            raise BadInput(f"params.{key}: expected {cast.__name__}, got {value!r}") from None
+    if not 0 < options.get("data_fraction", 1.0) <= 1:
+        raise BadInput("params.data_fraction: must be in (0, 1]")
+    return options
+
+
 def run_training(spec: dict, client, reporter: ProgressReporter, worker: str) -> None:
+    import tempfile
+
     try:
-        from segmentation import training  # noqa: F401
+        from segmentation.train import run_training as train_segmentation
     except ImportError:
-        raise BadInput("this worker has no segmentation.training module; training jobs cannot run here") from None
-    raise BadInput("training jobs are not wired to segmentation.training yet")
+        raise BadInput("this worker has no segmentation.train module; training jobs cannot run here") from None
+    options = training_options(spec.get("params") or {})
+    reporter(1, "preparing cohort")
+
+    def progress(info):
+        # Raising here stops training at the next step (the trainer calls back after every step).
+        if reporter.should_cancel():
+            raise JobCancelled()
+        reporter(2 + 93 * info["step"] / max(1, info["total_steps"]),
+                 f"epoch {info['epoch']}/{info['epochs']} step {info['step']}/{info['total_steps']} "
+                 f"loss {info['loss']:.4f} eta {info['eta_s']:.0f}s")
+
+    with tempfile.TemporaryDirectory(prefix="contextrt-train-") as tmp:
+        out = os.path.join(tmp, "model.pt")
+        with open(os.devnull, "w") as quiet:
+            result = train_segmentation(out, progress=progress, stdout=quiet, no_progress=True, **options)
+        if reporter.should_cancel():
+            raise JobCancelled()
+        reporter(97, "uploading checkpoint")
+        client.post_checkpoint(spec["job"], worker, out, {"metrics": _jsonable(result.get("metrics") or {}),
+                                                          "history": _jsonable(result.get("history") or []),
+                                                          "checkpoint_id": str(result.get("checkpoint_id") or ""),
+                                                          "options": options, "attempt": spec.get("attempt")})
 
 
 def _jsonable(value):

@@ -169,6 +169,12 @@ def _stored_uid_map(site, originals: set[str]) -> dict[str, str]:
     for k in range(0, len(keys), 500):
         rows = ReidentificationEntry.objects.filter(kind="uid", original__in=keys[k:k + 500])
         found.update({original[prefix:]: pseudonym for original, pseudonym in rows.values_list("original", "pseudonym")})
+    # UIDs that already are this site's pseudonyms (a file exported from the catalogue coming back) stay as they are.
+    rest = [u for u in originals if u not in found]
+    for k in range(0, len(rest), 500):
+        rows = ReidentificationEntry.objects.filter(kind="uid", pseudonym__in=rest[k:k + 500],
+                                                    original__startswith=uid_map_key(site, ""))
+        found.update({p: p for p in rows.values_list("pseudonym", flat=True)})
     return found
 
 
@@ -479,7 +485,7 @@ def _plan_structure_set(item: ParsedFile, ct_plans: dict, stored_map: dict, allo
         stored_patient = ct_existing.study.patient
         entry = ReidentificationEntry.objects.filter(kind="patient_id", original=f"{stored_patient.site.code}:{rs_patient}",
                                                      patient=stored_patient).exists()
-        ct_patient_ok = entry or not rs_patient
+        ct_patient_ok = entry or not rs_patient or rs_patient == stored_patient.pseudo_id
     if not ct_patient_ok:
         raise IngestProblem(item.name, f"the RTSTRUCT's PatientID differs from that of its CT series {ct_label}",
                             tag="PatientID", uid=item.sop_uid)
@@ -531,6 +537,9 @@ def _commit(site, user, new_files, ct_plans, struct_plans, stored_map, staging, 
             shift = ReidentificationEntry.objects.get(kind="date_shift", original=key)
             pseudo = deid.PatientPseudonym(entry.pseudonym, int(shift.pseudonym), is_new=False)
             patients[key] = (entry.patient, pseudo)
+        elif (returning := Patient.objects.filter(site=site, pseudo_id=str(ds.get("PatientID", "") or "")).first()):
+            # A file exported from the catalogue coming back: already pseudonymous, dates already shifted.
+            patients[key] = (returning, deid.PatientPseudonym(returning.pseudo_id, 0, is_new=False))
         else:
             pseudo = deid.new_patient_pseudonym()
             patient = Patient.objects.create(pseudo_id=pseudo.pseudo_id, site=site)

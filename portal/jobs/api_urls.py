@@ -13,6 +13,7 @@ urlpatterns = [
     path("worker/jobs/<int:pk>/progress/", v.WorkerProgressView.as_view(), name="worker-progress"),
     path("worker/jobs/<int:pk>/result/", v.WorkerResultView.as_view(), name="worker-result"),
     path("worker/jobs/<int:pk>/failure/", v.WorkerFailureView.as_view(), name="worker-failure"),
+    path("worker/jobs/<int:pk>/checkpoint/", v.WorkerCheckpointUploadView.as_view(), name="worker-checkpoint-upload"),
     path("worker/jobs/<int:pk>/cancelled/", v.WorkerCancelledView.as_view(), name="worker-cancelled"),
     path("worker/checkpoints/<str:name>/", v.WorkerCheckpointView.as_view(), name="worker-checkpoint"),
 ]

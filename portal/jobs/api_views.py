@@ -211,6 +211,25 @@ class WorkerResultView(WorkerView):
         return Response({"job": job.pk, "state": job.state})
 
 
+class WorkerCheckpointUploadView(WorkerView):
+    """A training job's resulting checkpoint (.pt upload) plus its metrics as JSON ``info``."""
+
+    def post(self, request, pk):
+        worker = self.worker_of(request)
+        upload = request.FILES.get("checkpoint")
+        if upload is None:
+            raise ValidationError({"checkpoint": "the checkpoint file (.pt) is required"})
+        try:
+            info = json.loads(request.data.get("info") or "{}")
+        except ValueError:
+            raise ValidationError({"info": "not valid JSON"}) from None
+        try:
+            job = services.store_checkpoint(pk, worker, upload.read(), info if isinstance(info, dict) else {})
+        except services.JobError as exc:
+            return _error(exc)
+        return Response({"job": job.pk, "state": job.state, "checkpoint": job.result_info.get("checkpoint")})
+
+
 class WorkerFailureView(WorkerView):
     def post(self, request, pk):
         try:

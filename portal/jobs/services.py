@@ -499,3 +499,40 @@ def requeue_unfinished() -> int:
         dispatch_job(job)
         count += 1
     return count
+
+
+# ----------------------------------------------------------------- trained checkpoints
+
+def trained_checkpoint_name(job: Job) -> str:
+    return f"trained-job{job.pk}.pt"
+
+
+def store_checkpoint(job_id: int, worker_id: str, data: bytes, info: dict | None = None) -> Job:
+    """Store a training job's checkpoint in the checkpoint dir (so inference jobs can select it by name
+    and other workers download it) and mark the job succeeded; a repeated upload returns the job unchanged."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        raise JobError(f"job {job_id} not found", field="job", status=404)
+    if job.kind != Kind.TRAINING:
+        raise JobError(f"job {job.pk} is a {job.kind} job; only training jobs upload checkpoints", field="checkpoint")
+    if job.state == State.SUCCEEDED:
+        return job
+    if job.state != State.RUNNING:
+        raise JobStateError(f"job {job.pk} is {job.state}; its checkpoint is not accepted")
+    if not data or not data.startswith(b"PK"):  # torch.save writes a zip archive
+        raise JobError("checkpoint: not a torch checkpoint (expected a zip-format .pt file)", field="checkpoint")
+    name = trained_checkpoint_name(job)
+    directory = checkpoint_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / (name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(directory / name)  # atomic: never a half-written checkpoint under the real name
+    info = dict(info or {}, checkpoint=name, checkpoint_bytes=len(data))
+    with transaction.atomic():
+        locked = _locked(job.pk)
+        if locked.state == State.SUCCEEDED:
+            return locked
+        _move(locked, State.SUCCEEDED, result_info=info, metrics=dict(info.get("metrics") or {}),
+              message="checkpoint stored", worker_id=str(worker_id)[:128])
+        _after_commit_publish(locked, "state")
+    return locked

@@ -37,8 +37,6 @@ def test_rtstruct_export_rasterises_back_to_the_same_mask(cases, users, client_f
         assert original.any() and dice(result.mask, original) >= 0.98
 
 
-@pytest.mark.xfail(strict=True, reason="ingest re-pseudonymises the catalogue's own UIDs, so the exported RTSTRUCT's "
-                   "referenced CT is not found; needs the portal/imaging/ingest.py change reported to the lead")
 def test_rtstruct_export_reimports_to_the_same_mask(cases, users, client_for, tmp_path):
     case = cases[INT]
     gt = case.ground_truth
