@@ -13,6 +13,18 @@ from portal.jobs.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
+@pytest.fixture
+def checkpoints(settings, tiny_checkpoint_dir, tmp_path):
+    """A per-test checkpoint dir (trained checkpoints are written there), seeded with the tiny models."""
+    import shutil
+
+    for path in tiny_checkpoint_dir.glob("*.pt"):
+        shutil.copy(path, tmp_path / path.name)
+    settings.CONTEXTRT_CHECKPOINT_DIR = tmp_path
+    settings.CONTEXTRT_DEFAULT_CHECKPOINT = "tiny-breast.pt"
+    return tmp_path
+
 TINY = {"cancer_type": "breast", "text": "none", "widths": "4,4,8,8,16", "epochs": 1, "steps_per_epoch": 2,
         "batch_size": 1, "n_train": 2, "n_val": 1, "case_shape": 32, "slab": 16, "seed": 3, "data_fraction": 1.0}
 

@@ -104,3 +104,12 @@ def test_two_raters_see_different_orders(reading_study, people):
     _, _, second = _crawl(_login(people["rater2"]), reading_study)
     assert sorted(first) == sorted(second) and len(first) == 6
     assert first != second
+
+
+def test_worklist_page_shows_progress_and_resume_link(reading_study, people):
+    client = _login(people["rater1"])
+    page = client.get("/reading/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert reading_study.name in body and "0 / 6 submitted" in body and "Resume where you left off" in body
+    assert Client().get("/reading/").status_code == 302  # anonymous goes to login
