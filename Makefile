@@ -10,7 +10,7 @@ PIP := $(VENV)/bin/pip
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
-PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/contextrt_test
+
 
 .PHONY: demo test install frontend services chromium migrate demo-data serve clean
 

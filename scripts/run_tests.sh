@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=.venv/bin/python
-PG_TEST_URL=${PG_TEST_URL:-postgres://postgres@127.0.0.1:5432/contextrt}
+PG_TEST_URL=${PG_TEST_URL:-postgres://postgres@127.0.0.1:5432/contextrt_ci}
 mkdir -p test-artifacts
 
 status=0
@@ -16,7 +16,7 @@ rc=$?; [ $rc -ne 0 ] && [ $rc -ne 5 ] && status=$rc
 
 echo "== Database, ingest and DICOMweb tests on PostgreSQL ($PG_TEST_URL) =="
 if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-  DATABASE_URL="$PG_TEST_URL" "$PY" -m pytest -m postgres "$@"
+  DATABASE_URL="$PG_TEST_URL" "$PY" -m pytest -m postgres --create-db "$@"
   rc=$?; [ $rc -ne 0 ] && [ $rc -ne 5 ] && status=$rc
 elif [ "${CI:-}" = "true" ]; then
   echo "PostgreSQL is not reachable on 127.0.0.1:5432 under CI=true" >&2; status=1
