@@ -38,8 +38,8 @@ class RecordingClient(InProcessClient):
     def progress(self, job_id, worker, percent, message):
         self.messages.append(message)
         if self.cancel_after_steps is not None and sum("step" in m for m in self.messages) >= self.cancel_after_steps:
-            services.request_cancel(Job.objects.get(pk=job_id), None) if hasattr(services, "request_cancel") else \
-                Job.objects.filter(pk=job_id).update(cancel_requested=True)
+            # what cancel_job does for a coordinator: the portal answers the next progress post with "cancel"
+            Job.objects.filter(pk=job_id).update(cancel_requested=True)
         return super().progress(job_id, worker, percent, message)
 
 
