@@ -313,3 +313,19 @@ def create_study_from_request(user, data: dict) -> ReadingStudy:
     return create_reading_study(name=data["name"], site=site, rubric_set=rubric, sources=sources, raters=raters,
                                 show_reference=data.get("show_reference", False), seed=data.get("seed"),
                                 created_by=user)
+
+
+@transaction.atomic
+def ensure_default_rubric_sets() -> None:
+    """Create the default rubric sets (version 1) if missing, e.g. after a database flush."""
+    from portal.reading.rubrics import DEFAULT_RUBRICS
+
+    for spec in DEFAULT_RUBRICS:
+        clean = validate_rubric(spec)
+        rubric, created = RubricSet.objects.get_or_create(
+            name=clean["name"], version=1,
+            defaults={"cancer_type": clean["cancer_type"], "description": clean["description"]},
+        )
+        if created:
+            for order, crit in enumerate(clean["criteria"]):
+                RubricCriterion.objects.create(rubric_set=rubric, order=order, **crit)

@@ -58,8 +58,9 @@ def people(site, other_site):
 @pytest.fixture
 def reading_study(site, people):
     from portal.reading.models import RubricSet
-    from portal.reading.services import ContourSource, create_reading_study, open_study
+    from portal.reading.services import ContourSource, create_reading_study, ensure_default_rubric_sets, open_study
 
+    ensure_default_rubric_sets()  # transactional tests elsewhere flush the migration's rows
     sources = []
     for i in range(3):
         case, masks = make_case(site, f"BR-INT-{i:04d}")

@@ -8,7 +8,7 @@ from django.db import connection, connections, transaction
 from portal.reading.models import RaterItem, ScoreAuditEntry
 from portal.reading.services import save_scores
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.postgres]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 def _waiting_on_lock() -> bool:
