@@ -2,15 +2,7 @@
 from __future__ import annotations
 
 from portal.accounts.models import Role
-
-
-def role_of(user) -> str | None:
-    if not getattr(user, "is_authenticated", False):
-        return None
-    if user.is_superuser:
-        return Role.ADMIN
-    profile = getattr(user, "profile", None)
-    return profile.role if profile else None
+from portal.accounts.scoping import role_of
 
 
 def is_coordinator_or_admin(user) -> bool:
