@@ -124,8 +124,13 @@ def run_segmentation(spec: dict, client, reporter: ProgressReporter, cache, work
     def model_progress(percent, message=""):
         reporter(8 + 0.88 * float(percent), message or "segmenting")
 
+    context = spec.get("context")
+    if getattr(model, "uses_text", False) and not context:
+        # An empty context would silently become the "everything unknown" prompt (LLMSeg's "Nnan" defect).
+        raise BadInput("context: this multimodal checkpoint reads the clinical context, and the job carries none; "
+                       "save a clinical context for the case first")
     predict = model.what_if if spec["kind"] == "what_if" and hasattr(model, "what_if") else model.predict
-    result = predict(hu, grid.spacing_zyx, spec["case"]["cancer_type"], spec.get("context") or {},
+    result = predict(hu, grid.spacing_zyx, spec["case"]["cancer_type"], context if context else None,
                      progress=model_progress, should_cancel=reporter.should_cancel)
     if reporter.should_cancel():
         raise JobCancelled()

@@ -9,6 +9,7 @@ RabbitMQ).
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -102,7 +103,23 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("CONTEXTRT_SQLITE_PATH", str(VAR_DIR / "db.sqlite3")),
-            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+            # WAL lets the in-process worker write while page requests read; IMMEDIATE
+            # transactions plus the busy timeout make concurrent writers wait, not fail.
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            # Tests run the in-process worker in threads beside the test's own queries. Django's
+            # default in-memory test database is one shared-cache connection set whose table
+            # locks fail at once ("database table is locked") instead of waiting, so tests use
+            # a file, one per test process.
+            "TEST": {
+                "NAME": os.environ.get(
+                    "CONTEXTRT_SQLITE_TEST_PATH",
+                    str(Path(tempfile.gettempdir()) / f"contextrt-test-{os.getpid()}.sqlite3"),
+                )
+            },
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -72,10 +72,26 @@ def users(sites):
     return made
 
 
+# A valid clinical context per cancer type: multimodal jobs refuse a case without one.
+EXAMPLE_CONTEXTS = {
+    "breast": {"laterality": "left", "surgery": "bcs", "cT": "T2", "cN": "N0"},
+    "prostate": {"t_stage": "T2b", "psa": 3.9, "gleason_primary": 3, "gleason_secondary": 3, "sv_invasion": False},
+}
+
+
+def example_context_version(case, version: int = 1):
+    from clinical import render_prompt, validate_context
+    from portal.cases.models import ClinicalContextVersion
+
+    data = validate_context(case.cancer_type, EXAMPLE_CONTEXTS[case.cancer_type])
+    return ClinicalContextVersion.objects.create(case=case, version=version, data=data,
+                                                 prompt_text=render_prompt(case.cancer_type, data))
+
+
 def create_case(realdata_dir: Path, site, *, with_ground_truth: bool = True, cancer_type: str = "breast",
                 label: str = "STS-019"):
     """Ingest the real STS_019 CT (and its RTSTRUCT as ground truth) and make a Case with context v1."""
-    from portal.cases.models import Case, ClinicalContextVersion
+    from portal.cases.models import Case
     from portal.imaging.ingest import ingest_files
     from portal.imaging.models import ROI, Series
 
@@ -86,7 +102,7 @@ def create_case(realdata_dir: Path, site, *, with_ground_truth: bool = True, can
     series = Series.objects.filter(series_uid__in=report.series, modality="CT").first()
     roi = ROI.objects.filter(pk__in=report.rois).exclude(mask_path="").first() if with_ground_truth else None
     case = Case.objects.create(label=label, site=site, cancer_type=cancer_type, ct_series=series, ground_truth=roi)
-    ClinicalContextVersion.objects.create(case=case, version=1, data={}, prompt_text="")
+    example_context_version(case)
     return case
 
 

@@ -26,17 +26,17 @@ from pathlib import Path
 from rest_framework.authtoken.models import Token
 from portal.accounts.models import Role
 from portal.accounts.services import create_account, get_or_create_site
-from tests.jobs.conftest import create_case
+from tests.jobs.conftest import create_case, example_context_version
 site = get_or_create_site("int", "Internal")
 coord = create_account("coord", "coord-password-1", Role.COORDINATOR, ["int"])
 worker = create_account("gpu-box", "worker-password-1", Role.WORKER)
-from portal.cases.models import Case, ClinicalContextVersion
+from portal.cases.models import Case
 first = create_case(Path(sys.argv[1]), site, label="STS-019-0")
 cases = [first.pk]
 for k in range(1, int(sys.argv[2])):  # more cases on the same CT (benchmarks need N distinct jobs)
     case = Case.objects.create(label=f"STS-019-{k}", site=site, cancer_type=first.cancer_type,
                                ct_series=first.ct_series, ground_truth=first.ground_truth)
-    ClinicalContextVersion.objects.create(case=case, version=1, data={}, prompt_text="")
+    example_context_version(case)
     cases.append(case.pk)
 print(json.dumps({"cases": cases, "coord_token": Token.objects.create(user=coord).key,
                   "worker_token": Token.objects.create(user=worker).key}))

@@ -114,3 +114,15 @@ def test_cancel_stops_a_running_job_and_bad_input_fails_without_retry(sts_case, 
     dispatch.wait_in_process(120)
     bad = Job.objects.get(pk=bad.pk)
     assert bad.state == "failed" and "cancer_type" in bad.error and bad.attempts == 1, bad.error
+
+    # A multimodal model for a case whose context is empty is bad input too: no silent "all unknown" prompt.
+    from portal.cases.models import Case
+
+    blank = Case.objects.create(label="STS-019-blank", site=sts_case.site, cancer_type="breast",
+                                ct_series=sts_case.ct_series, ground_truth=sts_case.ground_truth)
+    blank.context_versions.create(version=1, data={}, prompt_text="")
+    no_context, _ = services.submit_job(users["coordinator"], "inference", blank, "tiny-breast.pt")
+    dispatch.wait_in_process(120)
+    no_context = Job.objects.get(pk=no_context.pk)
+    assert no_context.state == "failed" and no_context.error.startswith("context:"), no_context.error
+    assert no_context.attempts == 1 and not no_context.mask_path
