@@ -34,11 +34,12 @@ Empty masks (no crash, a documented value and a flag in ``flags``):
   Dice = 0; HD, HD95 and ASSD are NaN (undefined: there is no surface to measure to; MONAI returns inf);
   APL counts every predicted contour pixel.
 
-Speed: every voxel of the full volume is read once to find the bounding box of each mask; all other work
-(overlap counts, surfaces, slice contours) runs on the union box. Distances are exact nearest-neighbour
-searches over surface voxels: voxel offsets sorted by length are tried eight at a time, so the first hit of
-a surface voxel is its exact distance; the few voxels with no hit within the search radius go to brute
-force or a KD-tree. No distance transform of the volume is computed.
+Speed (see docs/benchmarks.md): each full mask is read once, eight voxels per operation, to find its
+bounding box; all other work (overlap counts, surfaces, slice contours) runs on the union box. Distances are
+exact nearest-neighbour searches over surface voxels in compiled loops (``evaluation.distance_kernels``):
+per target row the column distance to its nearest surface voxel is tabulated once, and each source voxel
+then visits rows by growing slice and row offset until the offset alone exceeds its best distance. No
+distance transform of the volume, no search radius and no approximate fallback.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 DEFAULT_TOLERANCE_MM = 2.0
 
@@ -102,22 +102,18 @@ def _axis_span(flags: np.ndarray) -> tuple[int, int] | None:
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
-    """Bounding box of the foreground; reads each voxel once, then only the occupied slab."""
-    nz = mask.shape[0]
-    flat = mask.reshape(nz, -1)
-    # Viewing bytes as uint64 makes the per-slice "any" an 8x shorter max-reduction.
-    if flat.flags.c_contiguous and flat.shape[1] % 8 == 0:
-        occupied = flat.view(np.uint64).max(axis=1) != 0
+    """Bounding box of the foreground (None when empty), reading each voxel once."""
+    nz, ny, nx = mask.shape
+    if mask.flags.c_contiguous and nx % 8 == 0:
+        # Eight voxels per uint64 word; the only full-volume read of the whole panel.
+        slices, rows, column_bits = _kernels().occupancy(mask.view(np.uint64).reshape(nz, ny, nx // 8))
+        columns = column_bits.view(np.uint8) != 0
     else:
-        occupied = flat.any(axis=1)
-    z_span = _axis_span(occupied)
+        slices, rows, columns = mask.any(axis=(1, 2)), mask.any(axis=(0, 2)), mask.any(axis=(0, 1))
+    z_span = _axis_span(slices)
     if z_span is None:
         return None
-    slab = mask[z_span[0]:z_span[1]]
-    rows = slab.any(axis=(0, 2))
-    cols = slab.any(axis=(0, 1))
-    y_span, x_span = _axis_span(rows), _axis_span(cols)
-    return slice(*z_span), slice(*y_span), slice(*x_span)
+    return slice(*z_span), slice(*_axis_span(rows)), slice(*_axis_span(columns))
 
 
 def _union_box(box_a, box_b, shape) -> tuple[slice, slice, slice]:
@@ -161,101 +157,33 @@ def _contour_2d(padded: np.ndarray) -> np.ndarray:
     return core & ~interior
 
 
-def _nearest_distances(from_points: np.ndarray, to_points: np.ndarray) -> np.ndarray:
-    """Exact distance from each of ``from_points`` to the nearest of ``to_points`` (KD-tree)."""
-    if from_points.shape[0] == 0:
+def _kernels():
+    """The compiled kernels, imported on first use so importing this module (Django apps do) stays cheap."""
+    from evaluation import distance_kernels
+    return distance_kernels
+
+
+def _check_columns(box_shape) -> None:
+    limit = _kernels().MAX_COLUMNS
+    if box_shape[2] > limit:
+        raise MetricInputError(f"pred/ref: the foreground spans {box_shape[2]} columns, more than {limit} "
+                               "(the distance kernels store column gaps as int16)")
+
+
+def _directed_distances(source_surface: np.ndarray, target_surface: np.ndarray, spacing: np.ndarray,
+                        count: int) -> np.ndarray:
+    """Exact directed surface distances (mm, float64), one per True voxel of ``source_surface`` in C order.
+
+    ``count`` is the number of source voxels; both surfaces are crops of the same box.
+    """
+    if count == 0:
         return np.empty(0, dtype=np.float64)
-    if to_points.shape[0] == 0:
-        return np.full(from_points.shape[0], np.inf)
-    # A larger leaf and an unbalanced, non-compact build suit one batched query per tree.
-    tree = cKDTree(to_points, leafsize=32, balanced_tree=False, compact_nodes=False)
-    return tree.query(from_points, k=1, workers=2 if from_points.shape[0] > 20000 else 1)[0]
-
-
-def _sorted_offsets(spacing: np.ndarray, radius_mm: float, planar: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """All integer voxel offsets within ``radius_mm`` (mm), nearest first, and their lengths in mm.
-
-    ``planar`` keeps the offsets of the same slice only (dz = 0).
-    """
-    reach = [0 if (planar and axis == 0) else int(radius_mm // step) for axis, step in enumerate(spacing)]
-    grids = np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij")
-    offsets = np.stack([g.ravel() for g in grids], axis=1)
-    lengths = np.sqrt(((offsets * spacing) ** 2).sum(axis=1))
-    keep = lengths <= radius_mm
-    order = np.argsort(lengths[keep], kind="stable")
-    return offsets[keep][order], lengths[keep][order]
-
-
-class _PaddedTarget:
-    """A target mask zero-padded by ``reach`` voxels per axis, addressed by flat indices for fast gathers."""
-
-    def __init__(self, target: np.ndarray, reach: np.ndarray):
-        self.reach = reach
-        padded = np.zeros(tuple(int(n + 2 * r) for n, r in zip(target.shape, reach)), dtype=bool)
-        padded[tuple(slice(r, r + n) for r, n in zip(reach, target.shape))] = target
-        self.flat = padded.ravel()
-        self.strides = np.array([padded.shape[1] * padded.shape[2], padded.shape[2], 1], dtype=np.int64)
-
-    def flat_index(self, index) -> np.ndarray:
-        return ((index[0] + self.reach[0]) * self.strides[0] + (index[1] + self.reach[1]) * self.strides[1]
-                + (index[2] + self.reach[2]))
-
-
-# Offsets are tried eight at a time: eight booleans of a row view as one uint64, so "any hit" and "first
-# hit" become one comparison and one lowest-set-bit per point.
-_BATCH = 8
-_LOCAL_RADIUS_FACTOR = 1.5  # search radius (x the largest voxel side) before the KD-tree takes over
-
-
-def _first_hits(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For an (n, 8) boolean matrix: which rows have a hit, and the column of the first hit of those rows."""
-    words = np.ascontiguousarray(hits).view(np.uint64).ravel()
-    found = words != 0
-    words = words[found]
-    lowest = words & (~words + np.uint64(1))  # isolates the lowest set bit: the first True byte (little-endian)
-    return found, (np.log2(lowest.astype(np.float64)).astype(np.int64) >> 3)
-
-
-def _surface_distances_local_first(source_index, target_index, target_shape, spacing: np.ndarray) -> np.ndarray:
-    """Directed surface distances (mm), exact, from ``np.nonzero`` indices of the source and target surfaces.
-
-    Offsets are visited nearest first and every offset up to the search radius is visited, so the first
-    hit of a point is its exact nearest distance; points with no hit within the radius (outliers) are
-    measured against every target point.
-    """
-    n_points = source_index[0].size
-    distances = np.full(n_points, np.inf)
-    if n_points == 0 or target_index[0].size == 0:
-        return distances
-    offsets, lengths = _sorted_offsets(spacing, radius_mm=_LOCAL_RADIUS_FACTOR * float(spacing.max()))
-    pad = (-len(offsets)) % _BATCH  # repeat the last offset so every batch is full
-    offsets = np.concatenate([offsets, np.repeat(offsets[-1:], pad, axis=0)])
-    lengths = np.concatenate([lengths, np.repeat(lengths[-1:], pad)])
-    target_mask = np.zeros(target_shape, dtype=bool)
-    target_mask[target_index] = True
-    target = _PaddedTarget(target_mask, np.abs(offsets).max(axis=0))
-    flat_offsets = offsets @ target.strides
-    pending = np.arange(n_points)
-    pending_flat = target.flat_index(source_index)
-    for start in range(0, len(flat_offsets), _BATCH):
-        hits = target.flat[pending_flat[:, None] + flat_offsets[None, start:start + _BATCH]]
-        found, first = _first_hits(hits)
-        distances[pending[found]] = lengths[start + first]
-        pending, pending_flat = pending[~found], pending_flat[~found]
-        if pending.size == 0:
-            break
-    if pending.size:
-        distances[pending] = _outlier_distances(source_index, target_index, pending, spacing)
-    return distances
-
-
-def _outlier_distances(source_index, target_index, pending, spacing) -> np.ndarray:
-    source = np.column_stack([source_index[a][pending] * spacing[a] for a in range(3)])
-    target = np.column_stack([target_index[a] * spacing[a] for a in range(3)])
-    if source.shape[0] * target.shape[0] > 200_000:  # beyond a handful of outliers a KD-tree wins
-        return _nearest_distances(source, target)
-    squared = ((source[:, None, :] - target[None, :, :]) ** 2).sum(axis=2)
-    return np.sqrt(squared.min(axis=1))
+    _check_columns(target_surface.shape)
+    kernels = _kernels()
+    squares = kernels.gap_squares(target_surface.shape[2], float(spacing[2]))
+    squared = kernels.directed_sq_distances(source_surface, kernels.row_gaps(target_surface), squares,
+                                            float(spacing[0]), float(spacing[1]), count)
+    return np.sqrt(squared, out=squared)
 
 
 def _safe_ratio(numerator: float, denominator: float) -> float:
@@ -273,11 +201,11 @@ def surface_distances(pred, ref, spacing_zyx) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(0), np.empty(0)
     surf_pred = _surface_3d(_pad_zero(pred_mask[box]))
     surf_ref = _surface_3d(_pad_zero(ref_mask[box]))
-    index_pred, index_ref = np.nonzero(surf_pred), np.nonzero(surf_ref)
-    if index_pred[0].size == 0 or index_ref[0].size == 0:
-        return np.full(index_pred[0].size, np.inf), np.full(index_ref[0].size, np.inf)
-    return (_surface_distances_local_first(index_pred, index_ref, surf_ref.shape, spacing),
-            _surface_distances_local_first(index_ref, index_pred, surf_pred.shape, spacing))
+    n_pred, n_ref = int(np.count_nonzero(surf_pred)), int(np.count_nonzero(surf_ref))
+    if n_pred == 0 or n_ref == 0:
+        return np.full(n_pred, np.inf), np.full(n_ref, np.inf)
+    return (_directed_distances(surf_pred, surf_ref, spacing, n_pred),
+            _directed_distances(surf_ref, surf_pred, spacing, n_ref))
 
 
 def _union_or_none(pred_mask, ref_mask):
@@ -292,22 +220,16 @@ def _added_path_length(pad_pred, pad_ref, z_origin, n_slices, spacing, tolerance
     per_slice = np.zeros(n_slices, dtype=np.float64)
     pixel_length = float((spacing[1] + spacing[2]) / 2.0)
     contour_pred = _contour_2d(pad_pred)
-    pred_index = np.nonzero(contour_pred)
-    if pred_index[0].size == 0:
+    if not contour_pred.any():
         return 0.0, per_slice
     # A predicted contour pixel is covered when a reference contour pixel of its slice lies within the
-    # tolerance: check every in-plane offset of length <= tolerance (no distances needed).
-    offsets, _ = _sorted_offsets(spacing, radius_mm=tolerance_mm, planar=True)
-    target = _PaddedTarget(_contour_2d(pad_ref), np.abs(offsets).max(axis=0))
-    flat_offsets = offsets @ target.strides
-    pending = np.arange(pred_index[0].size)
-    pending_flat = target.flat_index(pred_index)
-    for start in range(0, len(flat_offsets), 64):
-        covered = target.flat[pending_flat[:, None] + flat_offsets[None, start:start + 64]].any(axis=1)
-        pending, pending_flat = pending[~covered], pending_flat[~covered]
-        if pending.size == 0:
-            break
-    counts = np.bincount(pred_index[0][pending], minlength=contour_pred.shape[0])
+    # tolerance (exact in-plane distance, searched only up to the tolerance).
+    _check_columns(contour_pred.shape)
+    kernels = _kernels()
+    contour_ref = _contour_2d(pad_ref)
+    squares = kernels.gap_squares(contour_ref.shape[2], float(spacing[2]))
+    counts = kernels.uncovered_per_slice(contour_pred, kernels.row_gaps(contour_ref), squares, float(spacing[1]),
+                                         float(tolerance_mm))
     per_slice[z_origin:z_origin + counts.size] = counts * pixel_length
     return float(counts.sum() * pixel_length), per_slice
 
@@ -365,11 +287,10 @@ def compute_panel(pred, ref, spacing_zyx, tolerance_mm: float = DEFAULT_TOLERANC
         origin = [b.start for b in box]
         pad_pred, pad_ref = _pad_zero(crop_pred), _pad_zero(crop_ref)
         surf_pred, surf_ref = _surface_3d(pad_pred), _surface_3d(pad_ref)
-        index_pred, index_ref = np.nonzero(surf_pred), np.nonzero(surf_ref)
-        n_surface_pred, n_surface_ref = int(index_pred[0].size), int(index_ref[0].size)
+        n_surface_pred, n_surface_ref = int(np.count_nonzero(surf_pred)), int(np.count_nonzero(surf_ref))
         if n_pred and n_ref:
-            d_pr = _surface_distances_local_first(index_pred, index_ref, surf_ref.shape, spacing)
-            d_rp = _surface_distances_local_first(index_ref, index_pred, surf_pred.shape, spacing)
+            d_pr = _directed_distances(surf_pred, surf_ref, spacing, n_surface_pred)
+            d_rp = _directed_distances(surf_ref, surf_pred, spacing, n_surface_ref)
             result.update(_distance_metrics(d_pr, d_rp, tolerance))
         else:
             result.update(hd_mm=math.nan, hd95_mm=math.nan, assd_mm=math.nan, surface_dice=0.0)

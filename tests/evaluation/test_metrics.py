@@ -171,3 +171,42 @@ def test_added_path_length_per_slice():
 def test_bad_input_names_the_argument(kwargs, field):
     with pytest.raises(MetricInputError, match=field):
         compute_panel(**kwargs)
+
+
+def _reference_added_path_length(pred, ref, spacing, tolerance):
+    """Per-slice APL from scipy: in-plane contours by 2D erosion, coverage by a 2D Euclidean distance transform."""
+    from scipy import ndimage
+    cross = ndimage.generate_binary_structure(2, 1)
+    pixel = (spacing[1] + spacing[2]) / 2.0
+    out = []
+    for pred_slice, ref_slice in zip(pred, ref):
+        pred_contour = pred_slice & ~ndimage.binary_erosion(pred_slice, cross, border_value=0)
+        ref_contour = ref_slice & ~ndimage.binary_erosion(ref_slice, cross, border_value=0)
+        if not ref_contour.any():
+            out.append(np.count_nonzero(pred_contour) * pixel)
+            continue
+        distance = ndimage.distance_transform_edt(~ref_contour, sampling=spacing[1:])
+        out.append(np.count_nonzero(pred_contour & (distance > tolerance)) * pixel)
+    return out
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 1.5, 3.0])
+def test_added_path_length_equals_scipy_reference(tolerance):
+    # Anisotropic in-plane pixels and tolerances that fall between lattice distances, so the two
+    # implementations cannot disagree on a tie.
+    spacing = (2.5, 0.9, 1.1)
+    pred, ref = ctv_like_pair(11, shape=(40, 160, 150), spacing_zyx=spacing)
+    pred[3:5, 10:20, 120:140] = True  # slices where only the prediction has contour
+    panel = compute_panel(pred, ref, spacing, apl_tolerance_mm=tolerance, with_apl_per_slice=True)
+    expected = _reference_added_path_length(pred, ref, spacing, tolerance)
+    assert panel["apl_per_slice_mm"] == pytest.approx(expected, abs=1e-9)
+    assert panel["apl_mm"] > 0
+
+
+def test_column_count_not_a_multiple_of_eight_gives_the_same_panel():
+    # 176 columns take the word-wise bounding-box scan, 177 the plain one; the masks are otherwise equal.
+    pred, ref = ctv_like_pair(4, shape=(36, 160, 176), spacing_zyx=SPACING)
+    wide_pred, wide_ref = (np.pad(mask, ((0, 0), (0, 0), (0, 1))) for mask in (pred, ref))
+    narrow, wide = compute_panel(pred, ref, SPACING), compute_panel(wide_pred, wide_ref, SPACING)
+    for key in set(PANEL_KEYS) - {"specificity"}:  # the extra column adds true negatives
+        assert wide[key] == pytest.approx(narrow[key], nan_ok=True), key

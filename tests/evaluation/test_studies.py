@@ -10,9 +10,9 @@ from rest_framework.test import APIClient
 
 from evaluation.studies.models import CaseResult, Study
 from evaluation.studies.services import metrics_row
-from tests.jobs.conftest import build_tiny_checkpoint, create_case, make_user
+from tests.jobs.conftest import build_tiny_checkpoint, create_case, example_context_version, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def world(settings, realdata_dir, tmp_path_factory):
     first = create_case(realdata_dir, home)
     second = Case.objects.create(label="STS-019-B", site=home, cancer_type="breast", ct_series=first.ct_series,
                                  ground_truth=first.ground_truth)
-    second.context_versions.create(version=1, data={}, prompt_text="")
+    example_context_version(second)
     return {"home": home, "other": other, "users": users, "cases": [first, second]}
 
 
