@@ -6,7 +6,8 @@ Needs Debian's ``orthanc orthanc-dicomweb wrk gcc iproute2 curl``. Starts Orthan
 with ``<repo>/../shared/peers/orthanc/start_orthanc.sh`` and ContextRT under
 uvicorn (``portal.asgi:application``), both on 127.0.0.1 only, each with scratch
 storage in a temporary folder; loads the same generated series into both;
-runs the same requests against both (series retrieve, series metadata, QIDO,
+runs the same requests against both (series retrieve with the Python client and
+with curl, series metadata, QIDO,
 frames/s at concurrency 1 and 8 with wrk and with a Python client), prints
 per-endpoint ratios, and stops both servers. ContextRT requests carry a worker
 token, so the figures include authentication and scoping.
@@ -106,10 +107,15 @@ class Orthanc:
     def stop(self):
         pid_file = self.dir / "orthanc.pid"
         if pid_file.exists():
+            pid = int(pid_file.read_text().strip())
             try:
-                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
-                pass
+                return
+            # Wait for it to exit: a run started right after would otherwise find port 8042 still taken.
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                time.sleep(0.2)
 
 
 class ContextRT:
@@ -231,6 +237,21 @@ def python_rate(server, paths, connections: int, seconds: float) -> float:
     return sum(counts) / (time.monotonic() - t0)
 
 
+def curl_time(url: str, headers: dict, repeats: int = 5) -> float:
+    """Median ``time_total`` of curl fetching ``url`` (a C client: the server's speed, not the Python client's)."""
+    cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{time_total} %{http_code}", "--fail"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    subprocess.run(cmd + [url], capture_output=True, check=True)  # warm-up
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout.split()
+        if out[1] != "200":
+            raise RuntimeError(f"curl got {out[1]} for {url}")
+        times.append(float(out[0]))
+    return statistics.median(times)
+
+
 def measurements(seconds: int, scratch: Path):
     """(name, function(server, ids) -> figure) for every endpoint measured."""
     def series_url(server, ids):
@@ -243,6 +264,7 @@ def measurements(seconds: int, scratch: Path):
     return [
         ("series retrieve (s)", lambda s, i: timed(
             lambda: requests.get(series_url(s, i), headers=dict(s.headers, Accept=DICOM_ACCEPT)).content, 5)),
+        ("series retrieve, curl (s)", lambda s, i: curl_time(series_url(s, i), dict(s.headers, Accept=DICOM_ACCEPT))),
         ("series metadata (s)", lambda s, i: timed(lambda: requests.get(f"{series_url(s, i)}/metadata", headers=jh(s)).json(), 5)),
         ("QIDO studies by PatientID (s)", lambda s, i: timed(
             lambda: requests.get(f"{s.base}/studies", params={"PatientID": i["patient_id"]}, headers=jh(s)).json(), 10)),

@@ -56,6 +56,25 @@ def element(vr: str, *values) -> dict:
     return {"vr": vr, "Value": list(values)} if values else {"vr": vr}
 
 
+LO_MAX = 64  # characters in one LO (Long String) value, PS3.5 6.2
+
+
+def lo_text(text: str, limit: int = LO_MAX) -> str:
+    """``text`` as one valid LO value: one line, no backslash (the value separator), at most ``limit`` characters.
+
+    Longer text is cut at a word boundary where one is near and marked with "..."; callers that need the
+    whole text carry it elsewhere (STOW puts it in the ``Warning`` header).
+    """
+    text = " ".join(str(text).replace("\\", "/").split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3]
+    space = cut.rfind(" ")
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "..."
+
+
 def first_value(metadata: dict, tag: str):
     item = metadata.get(tag)
     if not item:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mmap
 import re
-import uuid
+import secrets
 from dataclasses import dataclass
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -12,7 +12,8 @@ IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 
 
 def new_boundary() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits (as uuid4().hex gave, without building a UUID on every frame request).
+    return secrets.token_hex(16)
 
 
 def content_type(part_type: str, boundary: str, transfer_syntax: str | None = None) -> str:

@@ -17,8 +17,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min
 
 from portal.accounts.scoping import scope_series
 from portal.imaging import dicomweb_json as dj
@@ -134,11 +135,12 @@ def _checked_filter(name: str, tag: str, vr: str, value: str) -> Filter:
     return Filter(tag=tag, vr=vr, raw=value)
 
 
-# ---------------------------------------------------------------- database matching
+# ---------------------------------------------------------------- database matching (hand-written SQL)
 
-# tag -> (level the attribute belongs to, field on that level's model, kind)
+# tag -> (level the attribute belongs to, column on that level's table, kind). PatientID lives on the patient
+# table and is matched through the study's patient_id.
 _DB_FIELDS = {
-    "00100020": ("studies", "patient__pseudo_id", "str"),
+    "00100020": ("studies", "patient.pseudo_id", "str"),
     "0020000D": ("studies", "study_uid", "uid"),
     "00080020": ("studies", "study_date", "date"),
     "00080050": ("studies", "accession_number", "str"),
@@ -146,53 +148,106 @@ _DB_FIELDS = {
     "00081030": ("studies", "description", "str"),
     "0020000E": ("series", "series_uid", "uid"),
     "00080060": ("series", "modality", "str"),
-    "00080061": ("series", "modality", "list"),  # ModalitiesInStudy: any series with one of the modalities
+    "00080061": ("series", "modality", "list"),  # ModalitiesInStudy: any (visible) series with one of the modalities
     "00200011": ("series", "series_number", "int"),
     "0008103E": ("series", "description", "str"),
     "00080018": ("instances", "sop_uid", "uid"),
     "00080016": ("instances", "sop_class_uid", "uid"),
     "00200013": ("instances", "instance_number", "int"),
 }
+_MODELS = {"studies": Study, "series": Series, "instances": Instance}
+_PARENT_FK = {"series": "study_id", "instances": "series_id"}  # column pointing at the level above
+_ORDER = {"studies": "id", "series": "study_id, series_number, id", "instances": "series_id, slice_index, instance_number, id"}
 
-# Relation path from the queried level's model to the attribute's level.
-_PATH = {
-    "studies": {"studies": "", "series": "series__", "instances": "series__instances__"},
-    "series": {"studies": "study__", "series": "", "instances": "instances__"},
-    "instances": {"studies": "series__study__", "series": "series__", "instances": ""},
-}
+
+def _table(level: str) -> str:
+    return connection.ops.quote_name(_MODELS[level]._meta.db_table)
 
 
 def _wildcard_regex(value: str) -> str:
     return "^" + "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in value) + "$"
 
 
-def _db_condition(level: str, flt: Filter) -> Q | None:
-    spec = _DB_FIELDS.get(flt.tag)
-    if spec is None:
-        return None
-    attr_level, field_name, kind = spec
-    path = _PATH[level][attr_level] + field_name
+def _condition(flt: Filter) -> tuple[str, str, list]:
+    """(attribute level, SQL condition on that level's table, params) for a filter the catalogue has a column for."""
+    attr_level, column, kind = _DB_FIELDS[flt.tag]
     value = flt.raw
-    if kind == "uid":
-        return Q(**{f"{path}__in": re.split(r"[\\,]", value)})
-    if kind == "date":
+    if kind in ("uid", "list"):
+        items = re.split(r"[\\,]", value)
+        sql, params = f"{column} IN ({', '.join(['%s'] * len(items))})", items
+    elif kind == "date":
         low, sep, high = value.partition("-")
-        as_date = lambda s: dt.datetime.strptime(s, "%Y%m%d").date()  # noqa: E731
+        as_date = lambda s: connection.ops.adapt_datefield_value(dt.datetime.strptime(s, "%Y%m%d").date())  # noqa: E731
         if not sep:
-            return Q(**{path: as_date(low)})
-        cond = Q()
-        if low:
-            cond &= Q(**{f"{path}__gte": as_date(low)})
-        if high:
-            cond &= Q(**{f"{path}__lte": as_date(high)})
-        return cond
-    if kind == "int":
-        return Q(**{path: int(float(value))})
-    if kind == "list":
-        return Q(**{f"{path}__in": re.split(r"[\\,]", value)})
-    if "*" in value or "?" in value:
-        return Q(**{f"{path}__regex": _wildcard_regex(value)})
-    return Q(**{path: value})
+            sql, params = f"{column} = %s", [as_date(low)]
+        else:
+            parts = ([(f"{column} >= %s", as_date(low))] if low else []) + ([(f"{column} <= %s", as_date(high))] if high else [])
+            sql, params = " AND ".join(p[0] for p in parts), [p[1] for p in parts]
+    elif kind == "int":
+        sql, params = f"{column} = %s", [int(float(value))]
+    elif "*" in value or "?" in value:
+        # Django's own regex operator for the backend (SQLite: its registered REGEXP function; PostgreSQL: ~).
+        sql, params = f"{column} {connection.operators['regex'] % '%s'}", [_wildcard_regex(value)]
+    else:
+        sql, params = f"{column} = %s", [value]
+    if column.startswith("patient."):
+        patients = connection.ops.quote_name(Study._meta.get_field("patient").related_model._meta.db_table)
+        sql = f"patient_id IN (SELECT id FROM {patients} WHERE {sql.removeprefix('patient.')})"
+    return attr_level, sql, params
+
+
+def _linked(level: str, attr_level: str, sql: str, params: list, scope) -> tuple[str, list]:
+    """``sql`` (a condition on ``attr_level``'s table) as a condition on ``level``'s table, through IN subqueries.
+
+    Unqualified column names in a subquery resolve to its own table, so no aliases are needed. Going down from
+    studies to series only visible series count (a hidden series must not make its study match).
+    """
+    here, there = LEVELS.index(level), LEVELS.index(attr_level)
+    if here == there:
+        return sql, params
+    if there < here:  # the attribute belongs to a level above: follow the foreign key up
+        inner, inner_params = _linked(LEVELS[here - 1], attr_level, sql, params, scope)
+        return f"{_PARENT_FK[level]} IN (SELECT id FROM {_table(LEVELS[here - 1])} WHERE {inner})", inner_params
+    child = LEVELS[here + 1]
+    inner, inner_params = _linked(child, attr_level, sql, params, scope)
+    if child == "series" and scope.sql is not None:
+        inner, inner_params = f"{inner} AND id IN ({scope.sql})", [*inner_params, *scope.params]
+    return f"id IN (SELECT {_PARENT_FK[child]} FROM {_table(child)} WHERE {inner})", inner_params
+
+
+def matching_ids(scope, level: str, filters: list[Filter], study_uid: str | None = None, series_uid: str | None = None,
+                 limit: int | None = None, offset: int = 0) -> list[int]:
+    """Primary keys of the ``level`` rows the scope may see that match the catalogue-column ``filters``, in result order.
+
+    One hand-written query: building and compiling the equivalent ORM query cost more than running it.
+    """
+    if scope.empty:
+        return []
+    where, params = [], []
+    if scope.sql is not None:
+        own = {"studies": f"id IN (SELECT study_id FROM {_table('series')} WHERE id IN ({scope.sql}))",
+               "series": f"id IN ({scope.sql})", "instances": f"series_id IN ({scope.sql})"}[level]
+        where.append(own)
+        params += scope.params
+    for uid, attr_level, column in ((study_uid, "studies", "study_uid"), (series_uid, "series", "series_uid")):
+        if uid is not None:
+            sql, sql_params = _linked(level, attr_level, f"{column} = %s", [uid], scope)
+            where.append(sql)
+            params += sql_params
+    for flt in filters:
+        attr_level, sql, sql_params = _condition(flt)
+        sql, sql_params = _linked(level, attr_level, sql, sql_params, scope)
+        where.append(sql)
+        params += sql_params
+    query = f"SELECT id FROM {_table(level)}"
+    if where:
+        query += " WHERE " + " AND ".join(f"({w})" for w in where)
+    query += f" ORDER BY {_ORDER[level]}"
+    if limit is not None or offset:
+        query += " " + connection.ops.limit_offset_sql(offset, None if limit is None else offset + limit)
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return [row[0] for row in cursor.fetchall()]
 
 
 # ---------------------------------------------------------------- matching on stored DICOM JSON
@@ -242,7 +297,7 @@ def visible_series(user):
     """The user's visible series, or None when the scope does not restrict them (admins, workers).
 
     ``scope_series`` hands back the very queryset it was given when it adds no
-    restriction; skipping the subquery then saves most of a search's ORM work.
+    restriction; skipping the subquery then saves most of a search's work.
     """
     everything = Series.objects.all()
     scoped = scope_series(user, everything)
@@ -253,20 +308,43 @@ def _restrict(qs, field: str, series_qs):
     return qs if series_qs is None else qs.filter(**{f"{field}__in": series_qs.values("pk")})
 
 
-def _base_queryset(user, level: str, study_uid: str | None, series_uid: str | None):
+@dataclass
+class Scope:
+    """What a user may see, as SQL: ``sql`` selects the visible series ids (None: everything; ``empty``: nothing).
+
+    ``key`` tells memo entries of different scopes apart (None for the unrestricted scope, shared by admins
+    and workers). ``series_qs`` is the same scope as a queryset, for the ORM-built parts.
+    """
+    key: int | None
+    series_qs: object
+    sql: str | None = None
+    params: tuple = ()
+    empty: bool = False
+
+
+_scopes: dict = {}
+
+
+def scope_for(user) -> Scope:
+    """The user's ``Scope``, compiled once per RESULT_TTL (a membership change shows within that time, as elsewhere)."""
+    cache_key = (user.pk, connection.alias)
+    hit = _scopes.get(cache_key)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
     series_qs = visible_series(user)
-    if level == "studies":
-        qs = Study.objects.all() if series_qs is None else Study.objects.filter(pk__in=series_qs.values("study_id"))
-        qs = qs.order_by("pk")  # ingest creates a study only together with its first series
-    elif level == "series":
-        qs = _restrict(Series.objects.all(), "pk", series_qs).order_by("study_id", "series_number", "pk")
+    if series_qs is None:
+        scope = Scope(key=None, series_qs=None)
     else:
-        qs = _restrict(Instance.objects.all(), "series_id", series_qs).order_by("series_id", "slice_index", "instance_number", "pk")
-    if study_uid is not None:
-        qs = qs.filter(**{_PATH[level]["studies"] + "study_uid": study_uid})
-    if series_uid is not None:
-        qs = qs.filter(**{_PATH[level]["series"] + "series_uid": series_uid})
-    return qs, series_qs
+        try:
+            sql, params = series_qs.values("pk").query.sql_with_params()
+            scope = Scope(key=user.pk, series_qs=series_qs, sql=sql, params=tuple(params))
+        except EmptyResultSet:  # e.g. a rater without open reading items
+            scope = Scope(key=user.pk, series_qs=series_qs, empty=True)
+    with _results_lock:
+        if len(_scopes) > 2000:
+            _scopes.clear()
+        _scopes[cache_key] = (time.monotonic() + RESULT_TTL, scope)
+    return scope
 
 
 def _representative_metadata(level: str, ids: list[int], series_qs) -> dict[int, dict]:
@@ -298,6 +376,7 @@ def clear_cache() -> None:
     with _results_lock:
         _results.clear()
         _row_memo.clear()
+        _scopes.clear()
 
 
 def cached_search(user, query: QidoQuery, base_url: str, study_uid: str | None = None, series_uid: str | None = None) -> list[dict]:
@@ -330,33 +409,21 @@ def search(user, query: QidoQuery, base_url: str, study_uid: str | None = None, 
     the row summary memo (see ``_summaries``) instead of being recomputed.
     """
     level = query.level
-    qs, series_qs = _base_queryset(user, level, study_uid, series_uid)
-    python_filters = []
-    joined = False
-    for flt in query.filters:
-        if not flt.raw:
-            continue  # universal matching
-        cond = _db_condition(level, flt)
-        if cond is None:
-            python_filters.append(flt)
-        else:
-            qs = qs.filter(cond)
-            # Matching through a reverse relation (a study's series, a series' instances) repeats rows.
-            attr_level = _DB_FIELDS[flt.tag][0]
-            joined = joined or LEVELS.index(attr_level) > LEVELS.index(level)
-    if joined:
-        qs = qs.distinct()
+    scope = scope_for(user)
+    db_filters = [f for f in query.filters if f.raw and f.tag in _DB_FIELDS]
+    python_filters = [f for f in query.filters if f.raw and f.tag not in _DB_FIELDS]  # empty value: universal matching
+    if query.limit == 0:
+        return []
     end = None if query.limit is None else query.offset + query.limit
     if python_filters:
-        ids = list(qs.values_list("pk", flat=True))
-        metadata = _representative_metadata(level, ids, series_qs)
+        ids = matching_ids(scope, level, db_filters, study_uid, series_uid)
+        metadata = _representative_metadata(level, ids, scope.series_qs)
         ids = [i for i in ids if all(metadata_matches(metadata.get(i, {}), f) for f in python_filters)][query.offset:end]
         metadata = {i: metadata.get(i, {}) for i in ids}
     else:
-        ids = list(qs.values_list("pk", flat=True)[query.offset:end])
+        ids = matching_ids(scope, level, db_filters, study_uid, series_uid, limit=query.limit, offset=query.offset)
         metadata = None  # loaded by _summaries for the rows the memo lacks
-    scope_key = None if series_qs is None else user.pk
-    bodies = _summaries(level, ids, metadata, series_qs, base_url, scope_key, generation)
+    bodies = _summaries(level, ids, metadata, scope.series_qs, base_url, scope.key, generation)
     return _render(ids, bodies, query)
 
 

@@ -4,7 +4,9 @@ validated ingest path (``portal.imaging.ingest.ingest_files``) and build the PS3
 Ingest is all or nothing: if any part is rejected, nothing is stored and every
 part is listed in FailedSOPSequence (0xC000 with the problem for the parts at
 fault, 0x0110 for the others, which were not stored because the request was
-rejected as a whole); the problems are also given in ErrorComment (0000,0902).
+rejected as a whole); the problems are also given in ErrorComment (0000,0902). ErrorComment is an LO (at most
+64 characters), so each value there is the start of the problem (``dicomweb_json.lo_text``); the whole text of
+every problem is kept in ``StowResult.problems``, which the view sends in the ``Warning`` header.
 Stored instances are de-identified, so their UIDs differ from those sent: each
 ReferencedSOPSequence item names the UID as sent, WarningReason 0xB000
 (coercion of data elements) and the RetrieveURL of the stored instance.
@@ -84,8 +86,22 @@ def _identify(part: _Part) -> None:
         pass
 
 
+WARNING_PROBLEMS = 20  # problems repeated in full in the Warning header
+
+
+def warning_header(problems: list[str]) -> str:
+    """The ``Warning`` header (RFC 7234 5.5, code 299) with the whole text of the first problems, one warning each."""
+    items = []
+    for problem in problems[:WARNING_PROBLEMS]:
+        text = " ".join(problem.split())[:1000].replace("\\", "\\\\").replace('"', '\\"')  # cut before escaping
+        items.append(f'299 ContextRT "{text}"')
+    if len(problems) > WARNING_PROBLEMS:
+        items.append(f'299 ContextRT "{len(problems) - WARNING_PROBLEMS} further problems not listed"')
+    return ", ".join(items)
+
+
 def _failed_item(part: _Part, reason: int, comment: str) -> dict:
-    item = {"00081197": dj.element("US", reason), "00000902": dj.element("LO", comment)}
+    item = {"00081197": dj.element("US", reason), "00000902": dj.element("LO", dj.lo_text(comment))}
     if part.sop_class:
         item["00081150"] = dj.element("UI", part.sop_class)
     if part.sop_instance:
@@ -176,7 +192,7 @@ def _ingest(parts: list[_Part], staging: Path, *, site, user, base_url: str, stu
         body["00081190"] = dj.element("UR", f"{base_url}/studies/{studies.pop()}")
     warnings = [f"{w.get('file', '')}: {w['problem']}" for w in report.warnings]
     if warnings:
-        body["00000902"] = dj.element("LO", *warnings[:50])
+        body["00000902"] = dj.element("LO", *(dj.lo_text(w) for w in warnings[:50]))
     return StowResult(status=200, body=dj.sorted_dataset(body), problems=warnings)
 
 
@@ -186,9 +202,9 @@ def _rejected(parts: list[_Part], problems: list[str], general: list[str] | None
         if part.problem:
             failed.append(_failed_item(part, part.reason, part.problem))
         else:
-            why = "not stored: another part of this request was rejected and a store is all or nothing"
+            why = "not stored: another part was rejected (all or nothing)"
             if general:
-                why = "not stored: " + "; ".join(general)[:2000]
+                why = "not stored: " + "; ".join(general)
             failed.append(_failed_item(part, FAILURE_PROCESSING, why))
-    body = {"00081198": {"vr": "SQ", "Value": failed}, "00000902": dj.element("LO", *problems[:50])}
+    body = {"00081198": {"vr": "SQ", "Value": failed}, "00000902": dj.element("LO", *(dj.lo_text(p) for p in problems[:50]))}
     return StowResult(status=409, body=dj.sorted_dataset(body), problems=problems)

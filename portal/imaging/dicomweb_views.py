@@ -344,6 +344,7 @@ def _store(request, study_uid):
         return error(exc.status, str(exc))
     response = _dicom_json_response(result.body)
     response.status_code = result.status
-    if result.status >= 400 and result.problems:
-        response["Warning"] = "299 ContextRT: " + '"' + result.problems[0].replace('"', "'")[:300] + '"'
+    if result.problems:
+        # ErrorComment values are cut to 64 characters (LO); the whole problems travel here.
+        response["Warning"] = stow.warning_header(result.problems)
     return response

@@ -1,4 +1,4 @@
-"""Raw-ASGI hot path for DICOMweb binary reads: frames, bulk data and instance/series/study retrieval.
+"""Raw-ASGI hot path for DICOMweb reads: frames, bulk data, instance/series/study retrieval, QIDO and metadata.
 
 Django's request machinery costs ~10x the work of serving a 512 KB frame, so
 these GET requests are answered here, below Django, with the same rules as
@@ -8,8 +8,9 @@ user's sites), the same Accept negotiation and the same multipart framing.
 Frames are read with one ``pread`` at the byte range recorded at ingest. A
 (credential, instance) decision is remembered for ``dicomweb_access.AUTH_TTL``
 seconds, so a hot frame request touches neither the database nor a thread
-pool. Every other request (QIDO, metadata, rendered, STOW, other methods)
-passes to Django unchanged.
+pool. QIDO searches and metadata are answered here too, with the logic in
+``dicomweb_query`` / ``dicomweb_views.metadata_for``. Every other request
+(rendered, STOW, other methods) passes to Django unchanged.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from django.http import QueryDict
 from django.http.request import split_domain_port, validate_host
@@ -47,6 +48,9 @@ RETRIEVE_BLOCK = 4 << 20  # bytes per write of a study/series retrieve
 
 def clear_cache() -> None:
     _decisions.clear()
+    _paths.clear()
+    _encodings.clear()
+    _encoded_bytes[0] = 0
 
 
 def wrap_http(django_app):
@@ -105,10 +109,29 @@ def _user(kind: str, key: str):
 
 # ---------------------------------------------------------------- decisions (sync; run in Django's thread when not cached)
 
+KEEP_CONNECTION_S = 60.0  # how long the fast path reuses one database connection (see _ready_connection)
+
+
+def _ready_connection() -> None:
+    """Django's per-request connection check, but a healthy connection is kept for KEEP_CONNECTION_S.
+
+    All of the fast path's database work runs on asgiref's one shared sync thread
+    (it enters no per-request thread context), so that thread's connection can
+    serve request after request, as CONN_MAX_AGE would. With the embedded SQLite
+    default (CONN_MAX_AGE 0) Django would reconnect for every request: connect,
+    pragmas and SQL function registration cost about as much as the search itself.
+    Broken connections, connections left in a transaction and those past their
+    age are still closed by ``close_old_connections``.
+    """
+    close_old_connections()
+    if connection.connection is None and not connection.settings_dict.get("CONN_MAX_AGE"):
+        connection.ensure_connection()
+        connection.close_at = time.monotonic() + KEEP_CONNECTION_S
+
 
 def _instance_decision(kind, key, study, series, sop):
     """(StoredInstance, absolute path) the credential may read, or None (-> 404)."""
-    close_old_connections()
+    _ready_connection()
     user = _user(kind, key)
     entry = access.find_instance(study, series, sop)
     if entry is None or not access.can_read(user, entry):
@@ -117,9 +140,44 @@ def _instance_decision(kind, key, study, series, sop):
 
 
 def _retrieve_decision(kind, key, study, series):
-    close_old_connections()
+    """[(absolute path, size)] of the visible instances of a study/series in retrieve order ([] -> 404).
+
+    The listing is remembered per (credential, study, series) for AUTH_TTL and
+    reused only while the catalogue generation is unchanged, so a store shows
+    in the next retrieve at once; a hit costs one small query instead of three
+    queries, a path resolution and a stat per instance.
+    """
+    from portal.imaging.dicomweb_query import catalogue_generation
+
+    _ready_connection()
     user = _user(kind, key)
-    return [(entry, entry.absolute_path()) for entry in access.instances_for(user, study, series)]
+    generation = catalogue_generation()
+    cache_key = ("retrieve", kind, key, study, series, str(settings.CONTEXTRT_STORAGE))
+    hit = _decisions.get(cache_key)
+    if hit is not None and hit[0] == generation and hit[1] > time.monotonic():
+        return hit[2]
+    files = []
+    for entry in access.instances_for(user, study, series):
+        path = _stored_path(entry)
+        files.append((path, os.stat(path).st_size))
+    if len(_decisions) >= _MAX_DECISIONS:
+        _decisions.clear()
+    _decisions[cache_key] = (generation, time.monotonic() + access.AUTH_TTL, files)
+    return files
+
+
+_paths: dict = {}
+
+
+def _stored_path(entry) -> str:
+    """The resolved path of a stored instance (stored files never move, so a resolution is kept)."""
+    cache_key = (str(settings.CONTEXTRT_STORAGE), entry.file_path)
+    path = _paths.get(cache_key)
+    if path is None:
+        if len(_paths) >= _MAX_DECISIONS:
+            _paths.clear()
+        path = _paths[cache_key] = entry.absolute_path()
+    return path
 
 
 async def _decide_instance(kind, key, study, series, sop):
@@ -127,7 +185,7 @@ async def _decide_instance(kind, key, study, series, sop):
     hit = _decisions.get(cache_key)
     if hit is not None and hit[1] > time.monotonic():
         return hit[0]
-    decision = await sync_to_async(_instance_decision)(kind, key, study, series, sop)
+    decision = await _in_thread["_instance_decision"](kind, key, study, series, sop)
     if len(_decisions) >= _MAX_DECISIONS:
         _decisions.clear()
     _decisions[cache_key] = (decision, time.monotonic() + access.AUTH_TTL)
@@ -156,7 +214,7 @@ async def _serve(match, scope, send) -> None:
 async def _serve_pixels(send, kind, key, groups, accept) -> None:
     if groups["tag"] is not None and groups["tag"].upper() != dj.PIXEL_DATA:
         # Authenticate before saying anything about the resource.
-        await sync_to_async(_user)(kind, key)
+        await _in_thread["_user"](kind, key)
         await _error(send, 404, f"no bulk data for attribute {groups['tag']} (only PixelData, 7FE00010, is held as bulk data)")
         return
     numbers = None
@@ -206,9 +264,9 @@ async def _serve_pixels(send, kind, key, groups, accept) -> None:
 async def _serve_instances(send, kind, key, groups, accept) -> None:
     if groups["sop"] is not None:
         decision = await _decide_instance(kind, key, groups["study"], groups["series"], groups["sop"])
-        files = [decision] if decision is not None else []
+        files = [(decision[1], os.stat(decision[1]).st_size)] if decision is not None else []
     else:
-        files = await sync_to_async(_retrieve_decision)(kind, key, groups["study"], groups["series"])
+        files = await _in_thread["_retrieve_decision"](kind, key, groups["study"], groups["series"])
     if not files:
         await _error(send, 404, "no such instance, series or study (or it is outside your sites)")
         return
@@ -216,22 +274,33 @@ async def _serve_instances(send, kind, key, groups, accept) -> None:
         await _error(send, 406, 'instances are served as multipart/related; type="application/dicom" in explicit VR little endian')
         return
     boundary = mp.new_boundary()
-    part_headers = [mp.part_header(boundary, "application/dicom", first=k == 0) for k in range(len(files))]
+    first_head = mp.part_header(boundary, "application/dicom", first=True)
+    head = mp.part_header(boundary, "application/dicom", first=False)
     closing = mp.closing(boundary)
     # A known length lets clients read the body in large blocks instead of chunk by chunk.
-    length = sum(len(h) for h in part_headers) + len(closing) + sum(os.stat(path).st_size for _, path in files)
+    length = len(first_head) + len(head) * (len(files) - 1) + len(closing) + sum(size for _, size in files)
     headers = [(b"content-type", mp.content_type("application/dicom", boundary).encode()),
                (b"content-length", str(length).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    # Parts are gathered into blocks of about RETRIEVE_BLOCK bytes: one large write per block costs the
-    # event loop and the socket far less than one write per (often 512 KB) instance.
+    # Parts are gathered into blocks of about RETRIEVE_BLOCK bytes: one write per block costs the event loop
+    # and the socket less than one write per (often 512 KB) instance. Each file is read with one pread of
+    # the size the Content-Length counted. Once the headers are out no error answer is possible: a file that
+    # vanished or changed size aborts the response (RuntimeError; the server drops the connection mid-body).
     block, block_size = [], 0
-    for head, (_, path) in zip(part_headers, files):
-        with open(path, "rb") as fh:
-            data = fh.read()
-        block += (head, data)
-        block_size += len(head) + len(data)
-        if block_size >= RETRIEVE_BLOCK:
+    for k, (path, size) in enumerate(files):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                data = os.pread(fd, size, 0)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise RuntimeError(f"stored file {os.path.basename(path)} could not be read mid-response: {exc}") from exc
+        if len(data) != size:
+            raise RuntimeError(f"stored file {os.path.basename(path)} changed size while being served")
+        block += (first_head if k == 0 else head, data)
+        block_size += size
+        if block_size >= RETRIEVE_BLOCK or k == 0:  # the first part goes out alone: the client starts reading sooner
             await send({"type": "http.response.body", "body": b"".join(block), "more_body": True})
             block, block_size = [], 0
     block.append(closing)
@@ -291,7 +360,7 @@ def _metadata_json(user, base, params, groups):
 
 
 def _json_decision(kind, key, handler, base, query_string, groups):
-    close_old_connections()
+    _ready_connection()
     user = _user(kind, key)
     return handler(user, base, QueryDict(query_string), groups)
 
@@ -305,7 +374,7 @@ async def _serve_json(scope, send, handler, groups) -> None:
             await _error(send, 406, "available as application/dicom+json only")
             return
         base = _base_url(scope, headers)
-        data, extra = await sync_to_async(_json_decision)(kind, key, handler, base,
+        data, extra = await _in_thread["_json_decision"](kind, key, handler, base,
                                                           scope.get("query_string", b"").decode("latin-1"), groups)
     except access.NotAuthenticated as exc:
         await _error(send, 401, str(exc))
@@ -313,4 +382,28 @@ async def _serve_json(scope, send, handler, groups) -> None:
     except _BadRequest as exc:
         await _error(send, exc.status, str(exc))
         return
-    await _respond(send, 200, dj.dumps(data), DICOM_JSON, extra)
+    body = _encoded_answer(data) if handler is _search_json else dj.dumps(data)
+    await _respond(send, 200, body, DICOM_JSON, extra)
+
+
+_encodings: dict = {}
+_encoded_bytes = [0]
+_MAX_ENCODED_BYTES = 32 << 20
+
+
+def _encoded_answer(data) -> bytes:
+    """``dj.dumps`` of a QIDO answer, reused when ``cached_search`` hands back the very list encoded before."""
+    hit = _encodings.get(id(data))
+    if hit is not None and hit[0] is data:  # the entry's reference to ``data`` keeps its id from being reused
+        return hit[1]
+    body = dj.dumps(data)
+    if _encoded_bytes[0] + len(body) > _MAX_ENCODED_BYTES:
+        _encodings.clear()
+        _encoded_bytes[0] = 0
+    _encodings[id(data)] = (data, body)
+    _encoded_bytes[0] += len(body)
+    return body
+
+
+# One wrapper per function, made once: building a SyncToAsync per request cost more than the cached search it ran.
+_in_thread = {fn.__name__: sync_to_async(fn) for fn in (_instance_decision, _user, _retrieve_decision, _json_decision)}

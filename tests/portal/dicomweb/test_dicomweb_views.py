@@ -274,3 +274,50 @@ def test_stow_request_errors(stored, tokens):
     wrong_study = coord.post("/dicomweb/studies/1.2.3.4", data=body, content_type=ctype)
     assert wrong_study.status_code == 409
     assert pydicom.Dataset.from_json(wrong_study.json()).FailedSOPSequence[0].FailureReason == 0xA900
+
+
+def test_stow_failure_comments_are_valid_lo_and_full_problems_are_in_the_warning_header(stored, tokens):
+    """ErrorComment (0000,0902) is an LO: at most 64 characters, so pydicom must read the response without a warning."""
+    import warnings
+
+    no_pixels = ct_datasets(1, patient="PAT-LO")[0]
+    del no_pixels.PixelData
+    other_study = ct_datasets(1, patient="PAT-LO2")[0]
+    body, ctype = multipart_dicom([b"this is not DICOM at all", _encode(no_pixels)])
+    response = client_for(tokens["coord"]).post("/dicomweb/studies", data=body, content_type=ctype)
+    assert response.status_code == 409
+    data = response.json()
+    long_problems = [v for v in values(data, "00000902") if v.endswith("...")]
+    assert long_problems, "the test needs a problem longer than 64 characters to mean anything"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydicom's "value length exceeds the maximum length of 64" would raise here
+        result = pydicom.Dataset.from_json(data)
+        comments = [str(item.ErrorComment) for item in result.FailedSOPSequence] + list(result.ErrorComment)
+    assert all(len(c) <= 64 and "\\" not in c for c in comments)
+    assert comments[0].startswith("part 1") and comments[1].startswith("part 2")
+    # The whole text of each problem is in the Warning header, one 299 warning per problem.
+    header = response["Warning"]
+    assert header.count('299 ContextRT "') == 2
+    for cut in long_problems:
+        assert cut[:-3] in header
+    assert len(header) > sum(len(c) for c in comments[:2])
+    # A mismatched study in the URL: the 0xA900 comment is cut too and still parses silently.
+    body, ctype = multipart_dicom([_encode(other_study)])
+    wrong = client_for(tokens["coord"]).post("/dicomweb/studies/1.2.3.4", data=body, content_type=ctype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        item = pydicom.Dataset.from_json(wrong.json()).FailedSOPSequence[0]
+    assert item.FailureReason == 0xA900 and len(item.ErrorComment) <= 64
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("short", "short"),
+    ("a\\b\nc", "a/b c"),
+    ("x" * 80, "x" * 61 + "..."),
+    ("part 1: " + "word " * 20, "part 1: " + "word " * 9 + "word..."),
+])
+def test_lo_text_fits_one_lo_value(text, expected):
+    from portal.imaging.dicomweb_json import lo_text
+
+    out = lo_text(text)
+    assert out == expected and len(out) <= 64
