@@ -99,6 +99,7 @@ def rater_item_view_data(ri: RaterItem) -> dict:
         "previous_token": siblings[ri.position - 1] if ri.position > 0 else None,
         "next_token": siblings[ri.position + 1] if ri.position + 1 < len(siblings) else None,
         "show_reference": study.show_reference,
+        "progress": {k: v for k, v in services.progress(ri.assignment).items() if k != "next_token"},
     }
     if study.show_reference:
         ctx = case.current_context
@@ -252,6 +253,7 @@ class ResultsView(APIView):
             rows = services.unblinded_rows(study)
         except services.ReadingError as exc:
             return _reading_error(exc)
+        from portal.reading.contour_metrics import study_contour_metrics
         from portal.reading.results import summarise
 
-        return Response(summarise(study, rows))
+        return Response(summarise(study, rows, study_contour_metrics(study)))

@@ -27,6 +27,37 @@ def _hints(study) -> set[str]:
     return {h for h in hints if h}
 
 
+ASSET_REF = re.compile(r"""["'](?:\./|/static/assets/)([\w.-]+\.(?:js|css))["']""")
+
+
+def _asset_text(client, url: str) -> str:
+    """A static file as the browser gets it; where the test server does not serve static files, the file
+    the static finders would serve (the same bytes)."""
+    from django.contrib.staticfiles import finders
+
+    response = client.get(url)
+    if response.status_code == 200:
+        return b"".join(response.streaming_content if response.streaming else [response.content]).decode("utf-8", "replace")
+    found = finders.find(url.removeprefix("/static/"))
+    assert found, f"asset {url} referenced by the scoring page is neither served nor built"
+    with open(found, encoding="utf-8", errors="replace") as handle:
+        return handle.read()
+
+
+def _page_assets(client, html: str) -> dict[str, str]:
+    """The scripts and stylesheets a page loads, followed through their imports (shared chunks, workers)."""
+    todo = re.findall(r'<script[^>]*\ssrc="([^"]+)"', html) + re.findall(r'<link[^>]*rel="stylesheet"[^>]*href="([^"]+)"', html)
+    assert todo, "the page loads no script or stylesheet"
+    assets: dict[str, str] = {}
+    while todo:
+        url = todo.pop()
+        if url in assets:
+            continue
+        assets[url] = text = _asset_text(client, url)
+        todo.extend(f"/static/assets/{name}" for name in ASSET_REF.findall(text))
+    return assets
+
+
 def _crawl(client, study) -> tuple[dict[str, str], list[dict], list[str]]:
     """GET every page/API/DICOMweb URL open to the rater; returns bodies by URL, contour payloads, order."""
     bodies, payloads = {}, []
@@ -49,6 +80,8 @@ def _crawl(client, study) -> tuple[dict[str, str], list[dict], list[str]]:
         if contour.status_code == 200:
             payloads.append(contour.json())
         get(f"/api/reading/items/{token}/reference/")
+        page = get(f"/reading/items/{token}/")  # the scoring page and the config it embeds
+        assert page.status_code == 200, (token, page.status_code)
         series = ri.item.case.ct_series
         for url in (f"/dicomweb/studies?StudyInstanceUID={series.study.study_uid}",
                     f"/dicomweb/studies/{series.study.study_uid}/series",
@@ -58,6 +91,25 @@ def _crawl(client, study) -> tuple[dict[str, str], list[dict], list[str]]:
     for url in ("/reading/", f"/reading/studies/{study.pk}/"):  # pages, where mounted
         get(url)
     return bodies, payloads, order
+
+
+def test_scoring_page_assets_carry_no_source_hint(reading_study, people):
+    """The scripts and stylesheets of the scoring page (its own Vite entry, the shared viewer chunk, the
+    decoder workers) name no source: neither this study's labels nor the model names the comparison page
+    uses. Code, not data, but a rater must not be able to tell which models are in play from it either."""
+    from portal.web.assets import manifest_path
+
+    if not manifest_path().is_file():
+        pytest.skip("frontend not built (cd frontend && npm run build)")
+    client = _login(people["rater1"])
+    token = RaterItem.objects.filter(assignment__rater=people["rater1"], assignment__study=reading_study).first().token
+    assets = _page_assets(client, client.get(f"/reading/items/{token}/").content.decode())
+    assert any("scoring" in url for url in assets) and any(url.endswith(".css") for url in assets), sorted(assets)
+    hints = _hints(reading_study) | {"multimodal", "vision-only", "vision only", "llmseg", "ground_truth"}
+    for url, text in assets.items():
+        low = text.lower()
+        for hint in hints:
+            assert hint not in low, f"{hint!r} in {url}"
 
 
 def _shape(value):
@@ -111,5 +163,5 @@ def test_worklist_page_shows_progress_and_resume_link(reading_study, people):
     page = client.get("/reading/")
     assert page.status_code == 200
     body = page.content.decode()
-    assert reading_study.name in body and "0 / 6 submitted" in body and "Resume where you left off" in body
+    assert reading_study.name in body and "0 / 6 submitted" in body and "Start scoring" in body
     assert Client().get("/reading/").status_code == 302  # anonymous goes to login

@@ -108,3 +108,68 @@ def test_results_and_exports_through_the_api_after_close(reading_study, people):
     rater = APIClient()
     rater.force_login(people["rater1"])
     assert rater.get(f"/api/reading/studies/{reading_study.pk}/results/").status_code == 403
+
+
+def _give_ground_truth(case, mask):
+    from portal.imaging import storage
+    from portal.imaging.models import ROI, StructureSet
+
+    path = storage.mask_relpath(case.ct_series.series_uid, f"{case.label}-truth")
+    storage.save_mask(path, mask)
+    ss = StructureSet.objects.create(ct_series=case.ct_series, label="GT", source=StructureSet.Source.GROUND_TRUTH)
+    case.ground_truth = ROI.objects.create(structure_set=ss, number=1, name="CTV", mask_path=path,
+                                           voxel_count=int(mask.sum()))
+    case.save(update_fields=["ground_truth"])
+
+
+def test_contour_metrics_come_from_the_stored_masks(reading_study, people, client):
+    from portal.reading.contour_metrics import study_contour_metrics
+    from portal.reading.models import ReadingItem
+
+    # Ground truth = the "multimodal" mask of each case: its Dice is 1, the shifted "vision-only" one's lower.
+    for item in ReadingItem.objects.filter(study=reading_study, source_label="multimodal").select_related("case"):
+        from portal.imaging import storage
+
+        _give_ground_truth(item.case, storage.load_mask(item.mask_path))
+    metrics = study_contour_metrics(reading_study)
+    assert len(metrics) == 6
+    for (case, source), m in metrics.items():
+        if source == "multimodal":
+            assert m["dice"] == pytest.approx(1.0) and m["hd95"] == pytest.approx(0.0)
+        else:  # masks of 2x4x4 voxels shifted by one column: overlap 2x4x3
+            assert m["dice"] == pytest.approx(2 * 24 / (32 + 32)) and m["hd95"] == pytest.approx(1.0)
+    _script(reading_study, people)
+    client.force_login(people["coord"])
+    body = client.get(f"/api/reading/studies/{reading_study.pk}/results/").json()
+    corr = {c["metric"]: c for c in body["metric_correlation"]}
+    assert corr["dice"]["n"] == 6 and corr["hd95"]["n"] == 6
+    rows = unblinded_rows(reading_study)
+    by_contour = {}
+    for r in rows:
+        by_contour.setdefault((r["case"], r["source"]), []).append(r["total"])
+    xs = [sum(v) / len(v) for k, v in sorted(by_contour.items())]
+    ys = [metrics[k]["dice"] for k in sorted(by_contour)]
+    from scipy import stats
+
+    assert corr["dice"]["spearman"]["r"] == pytest.approx(stats.spearmanr(xs, ys).statistic, nan_ok=True)
+
+
+def test_contour_metrics_are_recomputed_when_a_mask_is_stored_again(reading_study):
+    import os
+
+    from portal.imaging import storage
+    from portal.reading.contour_metrics import study_contour_metrics
+    from portal.reading.models import ReadingItem
+
+    items = {i.source_label: i for i in ReadingItem.objects.filter(study=reading_study).select_related("case")
+             if i.case.label == "BR-INT-0000"}
+    _give_ground_truth(items["multimodal"].case, storage.load_mask(items["multimodal"].mask_path))
+    key = ("BR-INT-0000", "vision-only")
+    assert study_contour_metrics(reading_study)[key]["dice"] < 1.0
+    assert study_contour_metrics(reading_study)[key]["dice"] < 1.0  # second read comes from the cache
+    # The cache key follows the file: a re-stored mask is measured again, never served stale.
+    storage.save_mask(items["vision-only"].mask_path, storage.load_mask(items["multimodal"].mask_path))
+    path = storage.absolute(items["vision-only"].mask_path)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # same size, so make sure the mtime moves
+    assert study_contour_metrics(reading_study)[key]["dice"] == pytest.approx(1.0)
