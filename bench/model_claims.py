@@ -62,12 +62,12 @@ def skin_band(case, depth_mm: float = 5.0) -> np.ndarray:
     return body & (dist < depth_mm)
 
 
-def run(per_site: int, shape: int, seed: int) -> tuple[list, dict]:
-    mm = Segmenter.from_checkpoint(CKPT_DIR / "breast_multimodal.pt")
-    vision = Segmenter.from_checkpoint(CKPT_DIR / "breast_vision.pt")
+def run(per_site: int, shape: int, seed: int, mm_path=None, vision_path=None) -> tuple[list, dict]:
+    mm = Segmenter.from_checkpoint(mm_path or CKPT_DIR / "breast_multimodal.pt")
+    vision = Segmenter.from_checkpoint(vision_path or CKPT_DIR / "breast_vision.pt")
     numbers = {"checkpoints": {"multimodal": mm.checkpoint_id, "vision": vision.checkpoint_id},
                "per_site": {}, "flip": [], "nodes": [], "skin": [], "omission": {k: [] for k in OMIT},
-               "timing": {"full_s": [], "what_if_s": [], "vision_s": []}}
+               "timing": {"full_s": [], "what_if_s": [], "vision_s": [], "full_cpu_s": [], "what_if_cpu_s": []}}
     for site in SITES:
         split = "test"
         cases = generate_cases("breast", site, split, per_site, seed=seed, shape=shape)
@@ -75,7 +75,9 @@ def run(per_site: int, shape: int, seed: int) -> tuple[list, dict]:
         for case in cases:
             sp = case.grid.spacing_zyx
             mm.clear_cache()
+            cpu = time.process_time()
             res = mm.predict(case.hu, sp, "breast", case.context)
+            numbers["timing"]["full_cpu_s"].append(time.process_time() - cpu)
             numbers["timing"]["full_s"].append(res.timings["total"])
             vres = vision.predict(case.hu, sp, "breast", None)
             numbers["timing"]["vision_s"].append(vres.timings["total"])
@@ -87,7 +89,9 @@ def run(per_site: int, shape: int, seed: int) -> tuple[list, dict]:
             ctx = case.context
             # Counterfactual: laterality flip.
             if ctx.get("laterality") in ("left", "right"):
+                cpu = time.process_time()
                 flipped = mm.what_if(case.hu, sp, "breast", dict(ctx, laterality=other_side(ctx["laterality"])))
+                numbers["timing"]["what_if_cpu_s"].append(time.process_time() - cpu)
                 numbers["timing"]["what_if_s"].append(flipped.timings["total"])
                 numbers["flip"].append(side_fraction(flipped.mask, case.hu, other_side(ctx["laterality"])))
                 side = SIDE_SUFFIX[ctx["laterality"]]
@@ -151,10 +155,13 @@ def run(per_site: int, shape: int, seed: int) -> tuple[list, dict]:
           drops["T"] < min(drops[f] for f in OMIT[:3]))
     full = float(np.mean(numbers["timing"]["full_s"]))
     what_if = float(np.mean(numbers["timing"]["what_if_s"])) if numbers["timing"]["what_if_s"] else float("nan")
-    claim(f"what-if time / full run time ({what_if:.2f} s / {full:.2f} s on CPU)", what_if / full, "<= 0.50",
-          what_if / full <= 0.5)
+    # CPU seconds of this process, not wall time: on a shared machine the wall ratio measures the neighbours.
+    full_cpu = float(np.mean(numbers["timing"]["full_cpu_s"]))
+    what_if_cpu = float(np.mean(numbers["timing"]["what_if_cpu_s"])) if numbers["timing"]["what_if_cpu_s"] else float("nan")
+    claim(f"what-if / full run, CPU seconds ({what_if_cpu:.2f} s / {full_cpu:.2f} s; wall {what_if:.2f} s / {full:.2f} s)",
+          what_if_cpu / full_cpu, "<= 0.50", what_if_cpu / full_cpu <= 0.5)
     numbers["omission_mean_drop"] = drops
-    numbers["timing_mean"] = {"full_s": full, "what_if_s": what_if,
+    numbers["timing_mean"] = {"full_s": full, "what_if_s": what_if, "full_cpu_s": full_cpu, "what_if_cpu_s": what_if_cpu,
                               "vision_s": float(np.mean(numbers["timing"]["vision_s"]))}
     return claims, numbers
 
@@ -167,14 +174,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="fixtures cohort seed")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--json", help="write all numbers to this file")
+    parser.add_argument("--multimodal", help="multimodal checkpoint (default: the shipped breast_multimodal.pt)")
+    parser.add_argument("--vision", help="vision-only checkpoint (default: the shipped breast_vision.pt)")
     args = parser.parse_args(argv)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    shape = args.shape or read_checkpoint(CKPT_DIR / "breast_multimodal.pt")["cohort"].get("case_shape", 128)
+    mm_path = Path(args.multimodal) if args.multimodal else CKPT_DIR / "breast_multimodal.pt"
+    shape = args.shape or read_checkpoint(mm_path)["cohort"].get("case_shape", 128)
     t0 = time.perf_counter()
-    claims, numbers = run(args.per_site, shape, args.seed)
+    claims, numbers = run(args.per_site, shape, args.seed, mm_path, args.vision)
     print(f"{'claim':<92} {'value':>9}  {'threshold':<28} held")
     for c in claims:
         print(f"{c['claim']:<92} {c['value']:>9.3f}  {c['threshold']:<28} {'yes' if c['held'] else 'NO'}")

@@ -157,7 +157,9 @@ def measure(browser, url: str) -> dict:
 def built_assets() -> dict:
     manifest = json.loads((REPO / "frontend" / "dist" / ".vite" / "manifest.json").read_text())
     entry = manifest["src/main.js"]
-    return {"script": f"/static/{entry['file']}", "styles": [f"/static/{css}" for css in entry.get("css", [])]}
+    # The viewer is a chunk shared with the scoring entry; its stylesheet is listed under that chunk.
+    styles = [css for key in [*entry.get("imports", []), "src/main.js"] for css in manifest[key].get("css", [])]
+    return {"script": f"/static/{entry['file']}", "styles": [f"/static/{css}" for css in styles]}
 
 
 def portal_session(url: str) -> dict:

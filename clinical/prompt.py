@@ -91,12 +91,16 @@ def render_prompt(cancer_type: str, context: dict, *, omit: tuple[str, ...] = ()
 
     For breast, omitting ``"N"`` or ``"T"`` drops both the clinical and pathological stage.
     """
-    ctx = validate_context(cancer_type, context)
+    ctx = omit_fields(cancer_type, validate_context(cancer_type, context), omit)
+    return ", ".join(_RENDERERS[cancer_type](ctx))
+
+
+def omit_fields(cancer_type: str, context: dict, omit: tuple[str, ...] = ()) -> dict:
+    """``context`` without the omitted components (breast "N" / "T" cover clinical and pathological)."""
     expanded = set(omit)
     if cancer_type == "breast":
         if "N" in expanded:
             expanded |= {"cN", "pN"}
         if "T" in expanded:
             expanded |= {"cT", "pT"}
-    ctx = {k: v for k, v in ctx.items() if k not in expanded}
-    return ", ".join(_RENDERERS[cancer_type](ctx))
+    return {k: v for k, v in context.items() if k not in expanded}

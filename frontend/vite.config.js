@@ -21,6 +21,7 @@ export default defineConfig({
     manifest: true,
     target: "es2022",
     chunkSizeWarningLimit: 6000,
-    rollupOptions: { input: { main: "src/main.js" } },
+    // The scoring page is its own entry so a rater's scripts carry no model-comparison code.
+    rollupOptions: { input: { main: "src/main.js", scoring: "src/scoring_page.js" } },
   },
 });

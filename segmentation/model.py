@@ -35,6 +35,7 @@ class ModelConfig:
     target_spacing_zyx: tuple = (3.0, 1.0, 1.0)
     roi_size: tuple = (32, 64, 64)  # sliding-window ROI on the working grid, voxels
     overlap: float = 0.5
+    context_norm: bool = False  # standardise context tokens with running statistics (networks/llmseg.py)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
@@ -61,7 +62,8 @@ class SegmentationModel(nn.Module):
         self.config = config
         self.text = build_text_encoder(config.text_encoder, config.cancer_type, device=device)
         self.net = LLMSegNet(config.widths, self.text.output_dim, config.fusion, config.fusion_depth,
-                             config.fusion_heads, config.attention_downsample)
+                             config.fusion_heads, config.attention_downsample,
+                             context_norm=config.context_norm, context_tokens=max(1, self.text.num_tokens))
         self.to(device)
 
     @property
@@ -70,6 +72,27 @@ class SegmentationModel(nn.Module):
 
     def context_tokens(self, contexts, omit=()):
         return self.text.encode(self.config.cancer_type, contexts, omit)
+
+    def set_reference_contexts(self, contexts) -> None:
+        """Contexts whose tokens define the context standardisation (the training contexts and their
+        counterfactuals); duplicates by prompt text are dropped."""
+        unique = {}
+        for ctx in contexts:
+            unique.setdefault(self.text.render(self.config.cancer_type, ctx), ctx)
+        self._reference_contexts = list(unique.values())
+
+    def refresh_context_statistics(self) -> None:
+        """Re-encode the reference contexts with the current prompt parameters and store their mean and
+        spread in the network's standardiser (a no-op for models without one)."""
+        norm = getattr(self.net, "context_norm", None)
+        if norm is None:
+            return
+        contexts = getattr(self, "_reference_contexts", None)
+        if not contexts:
+            raise ValueError("context statistics: call set_reference_contexts(training contexts) first")
+        with torch.no_grad():
+            bank, _ = self.context_tokens(contexts)
+        norm.set_statistics(bank)
 
     def forward(self, image, contexts, omit=()):
         tokens, _ = self.context_tokens(contexts, omit)
@@ -129,3 +152,21 @@ def load_model(path_or_payload, device="cpu") -> tuple[SegmentationModel, dict]:
                          f"unexpected {list(unexpected)[:5]})")
     model.eval()
     return model, payload
+
+
+def init_image_path_from(model: SegmentationModel, path) -> dict:
+    """Copy the U-Net (image path) weights of checkpoint ``path`` into ``model`` (warm start).
+
+    The widths must match; text path, projections, fusion and mask head keep their fresh
+    initialisation. Returns {"checkpoint_id", "tensors"} for the new checkpoint's provenance."""
+    payload = read_checkpoint(path)
+    source = {k: v for k, v in payload["state_dict"].items() if k.startswith("net.unet.")}
+    if not source:
+        raise ValueError(f"--init-from: {path} holds no U-Net weights (net.unet.*)")
+    target = model.state_dict()
+    for key, value in source.items():
+        if key not in target or target[key].shape != value.shape:
+            raise ValueError(f"--init-from: {path} does not fit this model at {key} "
+                             f"(widths {payload['config'].get('widths')} vs {list(model.config.widths)})")
+    model.load_state_dict(source, strict=False)
+    return {"checkpoint_id": payload.get("checkpoint_id"), "tensors": len(source)}

@@ -32,9 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"))
     p.add_argument("--loss", default="dicece", choices=("dicece", "dicefocal"))
     p.add_argument("--slab", type=int, default=32, help="training slab thickness in working slices")
     p.add_argument("--counterfactual-p", type=float, default=0.5)
+    p.add_argument("--omit-p", type=float, default=0.2,
+                   help="probability of dropping one context component (true target kept)")
     p.add_argument("--n-train", type=int, default=24, help="internal training cases")
     p.add_argument("--n-val", type=int, default=6, help="internal validation cases")
     p.add_argument("--case-shape", type=int, default=128,
@@ -44,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cohort-seed", type=int, default=0, help="fixtures seed")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--context-norm", default="on", choices=("on", "off"),
+                   help="standardise each context-token dimension with running statistics over the training "
+                        "contexts (networks/llmseg.py ContextStandardiser); 'off' = the first checkpoints' raw [SEG] states")
+    p.add_argument("--init-from", help="checkpoint whose image path (U-Net weights) initialises this model, e.g. "
+                                       "the vision-only checkpoint, so a multimodal run only learns the context")
     p.add_argument("--resume", action="store_true", help="continue from OUT.resume if present")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -78,9 +86,17 @@ def main(argv=None, stdout=None, progress_callback=None) -> dict:
         text["path"] = args.model_path
     config = ModelConfig(cancer_type=args.cancer_type, text_encoder=text, widths=_triple(args.widths, int),
                          fusion=args.fusion, target_spacing_zyx=_triple(args.spacing),
-                         roi_size=_triple(args.roi, int), overlap=args.overlap)
+                         roi_size=_triple(args.roi, int), overlap=args.overlap,
+                         context_norm=args.context_norm == "on" and args.text != "none")
     seed_everything(args.seed)
     model = SegmentationModel(config, device=args.device)
+    init_info = None
+    if args.init_from and not args.resume:
+        from segmentation.model import init_image_path_from
+
+        init_info = init_image_path_from(model, args.init_from)
+        print(f"image path initialised from {args.init_from} ({init_info['tensors']} tensors, "
+              f"checkpoint {init_info['checkpoint_id']})", file=out, flush=True)
 
     t = time.perf_counter()
     n_used = max(1, int(math.ceil(args.n_train * args.data_fraction)))
@@ -96,12 +112,15 @@ def main(argv=None, stdout=None, progress_callback=None) -> dict:
               "train_indices": [getattr(c, "index", None) for c in train_raw],
               "val_indices": [getattr(c, "index", None) for c in val_raw],
               "data_fraction": args.data_fraction, "n_train": len(train_raw), "n_val": len(val_raw)}
+    if init_info:
+        cohort["image_path_init"] = init_info
     print(f"cohort ready: {len(train_cases)} train / {len(val_cases)} val cases, working shape "
           f"{tuple(train_cases[0].image.shape[1:])} ({time.perf_counter() - t:.1f}s)", file=out, flush=True)
 
     cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-                      lr=args.lr, loss=args.loss, seed=args.seed, slab_slices=args.slab,
+                      lr=args.lr, lr_schedule=args.lr_schedule, loss=args.loss, seed=args.seed, slab_slices=args.slab,
                       counterfactual_p=args.counterfactual_p if model.uses_text else 0.0,
+                      omit_p=args.omit_p if model.uses_text else 0.0,
                       data_fraction=args.data_fraction, cohort=cohort)
     bar = None if args.no_progress else tqdm(total=cfg.epochs * cfg.steps_per_epoch, file=out, desc="training")
 

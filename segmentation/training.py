@@ -10,6 +10,9 @@
   counterfactual one (laterality flipped, N0↔N1, BCS↔mastectomy) and the target is the matching
   counterfactual ground truth on the same anatomy (``fixtures.ctv_for``), so the model must read
   the context rather than guess from anatomy.
+- Component omission: with probability ``omit_p`` one component (laterality, surgery, N or T) is
+  dropped from the case's own context while the target stays the true CTV, so a prompt with an
+  unknown field means "decide from the image" (LLMSeg's Table 4 asks what omission costs).
 - Augmentation: random intensity scale/shift and Gaussian noise, small random z-shift. No left-right
   mirroring: it would contradict the laterality in the context.
 - Validation Dice every epoch; a checkpoint (without the frozen LM) after every epoch plus a
@@ -44,6 +47,8 @@ class TrainConfig:
     seed: int = 0
     slab_slices: int = 32  # working-grid slices per training sample (multiple of the divisor)
     counterfactual_p: float = 0.5
+    omit_p: float = 0.2
+    lr_schedule: str = "constant"  # "constant" | "cosine" (decays to lr / 20 over the run)
     data_fraction: float = 1.0
     cohort: dict = field(default_factory=dict)
 
@@ -55,6 +60,10 @@ class TrainingCase:
     case_id: str
     image: torch.Tensor  # [1, Z, Y, X]
     variants: list  # [(context dict, label tensor [1, Z, Y, X])]; variants[0] is the case's own
+    omissions: list = field(default_factory=list)  # the own context with one component left out
+
+
+OMITTABLE = {"breast": ("laterality", "surgery", "N", "T")}
 
 
 def _counterfactual_contexts(cancer_type: str, context: dict) -> list[dict]:
@@ -82,7 +91,14 @@ def prepare_case(case, config: ModelConfig, divisor: int, counterfactual_fn=None
             mask = counterfactual_fn(case, ctx)
             variants.append((ctx, prepare_label(mask, spacing, config.target_spacing_zyx, divisor)))
     case_id = f"{getattr(case, 'site', '')}-{getattr(case, 'index', '')}"
-    return TrainingCase(case_id, image, variants)
+    omissions = []
+    if with_variants:
+        from clinical.prompt import omit_fields
+
+        own = dict(case.context)
+        omissions = [c for c in (omit_fields(config.cancer_type, own, (f,)) for f in OMITTABLE.get(config.cancer_type, ()))
+                     if c != own]
+    return TrainingCase(case_id, image, variants, omissions)
 
 
 def seed_everything(seed: int) -> None:
@@ -91,11 +107,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _sample(case: TrainingCase, slab: int, rng: np.random.Generator, counterfactual_p: float):
+def _sample(case: TrainingCase, slab: int, rng: np.random.Generator, counterfactual_p: float, omit_p: float = 0.0):
     if len(case.variants) > 1 and rng.random() < counterfactual_p:
         context, label = case.variants[int(rng.integers(1, len(case.variants)))]
     else:
         context, label = case.variants[0]
+        if case.omissions and rng.random() < omit_p:
+            context = case.omissions[int(rng.integers(len(case.omissions)))]
     z = case.image.shape[1]
     if z <= slab:
         start = 0
@@ -153,6 +171,8 @@ def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: 
     """Train in place; returns {"metrics", "history", "checkpoint_id"}."""
     if not train_cases:
         raise ValueError("train_cases: empty training cohort")
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule: unknown {cfg.lr_schedule!r}; expected 'constant' or 'cosine'")
     if cfg.slab_slices % model.net.divisor:
         raise ValueError(f"slab_slices: {cfg.slab_slices} must be a multiple of {model.net.divisor}")
     log = log or (lambda message: None)
@@ -172,6 +192,10 @@ def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: 
         rng = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed after epoch {start_epoch}")
+    standardised = getattr(model.net, "context_norm", None) is not None
+    if standardised:
+        model.set_reference_contexts([ctx for case in train_cases for ctx in
+                                      [v[0] for v in case.variants] + (case.omissions if cfg.omit_p > 0 else [])])
     total_steps = cfg.epochs * cfg.steps_per_epoch
     t_start, steps_done_here = time.perf_counter(), 0
     model.train()
@@ -180,7 +204,15 @@ def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: 
         losses = []
         for step in range(cfg.steps_per_epoch):
             batch = [_sample(train_cases[int(rng.integers(len(train_cases)))], cfg.slab_slices, rng,
-                             cfg.counterfactual_p) for _ in range(cfg.batch_size)]
+                             cfg.counterfactual_p, cfg.omit_p) for _ in range(cfg.batch_size)]
+            global_step = epoch * cfg.steps_per_epoch + step + 1
+            if cfg.lr_schedule == "cosine":
+                floor = cfg.lr / 20
+                lr = floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * (global_step - 1) / max(1, total_steps)))
+                for group in optimiser.param_groups:
+                    group["lr"] = lr
+            if standardised and epoch == start_epoch and step == 0:
+                model.refresh_context_statistics()
             images = torch.stack([b[0] for b in batch])
             labels = torch.stack([b[1] for b in batch])
             logits = model(images, [b[2] for b in batch])
@@ -188,9 +220,10 @@ def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: 
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if standardised:  # the prompts just moved: the context statistics must follow
+                model.refresh_context_statistics()
             losses.append(loss.item())
             steps_done_here += 1
-            global_step = epoch * cfg.steps_per_epoch + step + 1
             rate = (time.perf_counter() - t_start) / steps_done_here
             if progress:
                 progress({"epoch": epoch + 1, "epochs": cfg.epochs, "step": global_step, "total_steps": total_steps,

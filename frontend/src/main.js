@@ -1,6 +1,7 @@
 // Entry point: picks the page (viewer + editor, comparison) from <body data-page> and starts it.
+// The blinded scoring page has its own entry (scoring_page.js).
 import "./style.css";
-import { pageConfig } from "./api.js";
+import { runPage } from "./page.js";
 import { CtViewer } from "./viewer.js";
 import { ContextEditor } from "./editor.js";
 import { layersFromConfig } from "./layers.js";
@@ -31,20 +32,12 @@ async function startViewerPage(config) {
   await viewer.start();
 }
 
-async function main() {
-  const config = pageConfig();
+function startPage(config) {
   const page = document.body.dataset.page;
-  try {
-    if (page === "case") await startCasePage(config);
-    else if (page === "viewer") await startViewerPage(config);
-    else if (page === "compare") await startComparison(document.getElementById("compare"), config);
-    document.body.dataset.ready = "true";
-  } catch (error) {
-    console.error(error);
-    const box = document.getElementById("page-error");
-    if (box) box.textContent = `Viewer error: ${error.message}`;
-    document.body.dataset.ready = "error";
-  }
+  if (page === "case") return startCasePage(config);
+  if (page === "viewer") return startViewerPage(config);
+  if (page === "compare") return startComparison(document.getElementById("compare"), config);
+  return undefined;
 }
 
-main();
+runPage(startPage);

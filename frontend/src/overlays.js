@@ -1,7 +1,9 @@
 // Structure overlay layers (ground truth, OARs, model contours, probability wash, difference)
-// painted on a canvas above the Cornerstone viewport, registered to the displayed axial image,
-// with a legend that sets each layer's visibility, colour and opacity.
+// painted on a canvas above the Cornerstone viewport, registered to the displayed axial image or, in the
+// sagittal / coronal reformats, to the camera's plane through the payload's own grid; with a legend that
+// sets each layer's visibility, colour and opacity (the same in every view).
 import { decodePayload, maskSlice, probabilitySlice, differenceSlice } from "./rle.js";
+import { maskPlane, probabilityPlane, reformatPlane } from "./planes.js";
 
 function hexToRgb(hex) {
   const v = parseInt(hex.replace("#", ""), 16);
@@ -156,7 +158,11 @@ export class OverlayLayers {
     const ctx = canvas.getContext("2d");
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, canvas.width, canvas.height);
-    if (viewer.orientation !== "axial" || !viewer.viewport) return;
+    if (!viewer.viewport) return;
+    if (viewer.orientation !== "axial") {
+      this.drawReformat(ctx, ratio);
+      return;
+    }
     const plane = viewer.imagePlane();
     if (!plane || !plane.imagePositionPatient) return;
     const index = viewer.sliceIndex();
@@ -184,6 +190,51 @@ export class OverlayLayers {
       bitmap.width = cols;
       bitmap.height = rows;
       bitmap.getContext("2d").putImageData(this.paint(layer, mask, rows, cols), 0, 0);
+      ctx.setTransform(
+        (px[0] - p0[0]) * ratio, (px[1] - p0[1]) * ratio,
+        (py[0] - p0[0]) * ratio, (py[1] - p0[1]) * ratio,
+        p0[0] * ratio, p0[1] * ratio);
+      ctx.drawImage(bitmap, 0, 0);
+    }
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+  }
+
+  layerGrid(layer) {
+    const source = layer.kind === "diff" ? this.get(layer.pair[0]) : layer;
+    return source && source.payload && source.payload.grid ? source.payload.grid : null;
+  }
+
+  planeMask(layer, plane) {
+    if (layer.kind === "diff") {
+      const [a, b] = layer.pair.map((key) => this.get(key));
+      if (!a || !b || !a.decoded || !b.decoded) return null;
+      return differenceSlice(maskPlane(a.decoded, plane), maskPlane(b.decoded, plane), plane.width * plane.height);
+    }
+    if (!layer.decoded) return null;
+    return layer.kind === "probability" ? probabilityPlane(layer.decoded, plane) : maskPlane(layer.decoded, plane);
+  }
+
+  // Sagittal / coronal: the plane through the camera's focal point, mapped corner by corner to the canvas.
+  drawReformat(ctx, ratio) {
+    const viewport = this.viewer.viewport;
+    if (!viewport.getCamera) return;
+    const { focalPoint, viewPlaneNormal } = viewport.getCamera();
+    if (!focalPoint || !viewPlaneNormal) return;
+    ctx.imageSmoothingEnabled = false;
+    for (const layer of this.layers) {
+      if (!layer.visible) continue;
+      const grid = this.layerGrid(layer);
+      const plane = grid && reformatPlane(grid, focalPoint, viewPlaneNormal);
+      if (!plane) continue;
+      const mask = this.planeMask(layer, plane);
+      if (!mask) continue;
+      const p0 = viewport.worldToCanvas(plane.world(0, 0));
+      const px = viewport.worldToCanvas(plane.world(1, 0));
+      const py = viewport.worldToCanvas(plane.world(0, 1));
+      const bitmap = document.createElement("canvas");
+      bitmap.width = plane.width;
+      bitmap.height = plane.height;
+      bitmap.getContext("2d").putImageData(this.paint(layer, mask, plane.height, plane.width), 0, 0);
       ctx.setTransform(
         (px[0] - p0[0]) * ratio, (px[1] - p0[1]) * ratio,
         (py[0] - p0[0]) * ratio, (py[1] - p0[1]) * ratio,

@@ -11,6 +11,12 @@ Mask head: as in SAM's mask decoder, each context token also goes through a smal
 position code is added to the U-Net's logits. This gives the text a direct, spatially explicit
 say in the mask (e.g. "left side" -> a ramp across the column axis) on top of the aligned skips;
 without it the first CPU-trained checkpoint learned to ignore the context entirely.
+
+``context_norm``: a ``ContextStandardiser`` (whitening) on the incoming context tokens before any
+projection. A small frozen LM puts nearly the same vector into every ``[SEG]`` state (MiniLM: cosine
+0.9996 between the "left side" and "right side" prompts), so the clinical information was a ~3 %
+ripple the projections never picked up and the first checkpoint ignored the context. Whitening over
+the clinical contexts turns that ripple into unit-scale features.
 """
 from __future__ import annotations
 
@@ -23,10 +29,49 @@ from segmentation.networks.fusion import build_fusion
 from segmentation.networks.unet import ResidualUNet
 
 
+class ContextStandardiser(nn.Module):
+    """ZCA whitening of the context tokens, per token slot, within the subspace that clinical contexts
+    span: ``x -> W (x - mean)`` with ``W = V diag(1 / sigma) V^T`` from the SVD of a bank of context
+    tokens (the training cohort's contexts and their counterfactuals, encoded with the *current*
+    prompt parameters; the trainer refreshes it every step because the learnable prompts move every
+    [SEG] state). Components weaker than ``rel_floor`` of the strongest are dropped (noise).
+
+    Why whitening, not per-dimension scaling: in MiniLM's [SEG] states the surgery type carries ~80 %
+    of the variance across contexts and laterality ~4 %; per-dimension scaling kept that imbalance
+    (cosine 0.97 between left and right), whitening gives every direction of clinical variation unit
+    variance (cosine 0.65, laterality as strong as surgery). Buffers are saved with the checkpoint
+    and fixed at inference."""
+
+    def __init__(self, tokens: int, dim: int, rel_floor: float = 1e-2):
+        super().__init__()
+        self.rel_floor = float(rel_floor)
+        self.register_buffer("mean", torch.zeros(tokens, dim))
+        self.register_buffer("whiten", torch.eye(dim).repeat(tokens, 1, 1))
+
+    @torch.no_grad()
+    def set_statistics(self, bank: torch.Tensor) -> None:
+        """``bank``: [N, K, D] context tokens of N distinct contexts (N >= 2)."""
+        if bank.shape[0] < 2:
+            raise ValueError("context statistics: need at least two distinct contexts")
+        bank = bank.float()
+        mean = bank.mean(0)
+        for k in range(bank.shape[1]):
+            centred = bank[:, k] - mean[k]
+            _, sing, vh = torch.linalg.svd(centred, full_matrices=False)
+            keep = sing > self.rel_floor * sing[0].clamp_min(1e-12)
+            basis = vh[keep].T  # [D, r]
+            sigma = sing[keep] / bank.shape[0] ** 0.5
+            self.whiten[k].copy_((basis / sigma) @ basis.T)
+        self.mean.copy_(mean)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, K, D]
+        return torch.einsum("kde,bke->bkd", self.whiten.to(x.dtype), x - self.mean.to(x.dtype))
+
+
 class LLMSegNet(nn.Module):
     def __init__(self, widths: Sequence[int] = (16, 16, 32, 64, 128), context_dim: int = 384,
                  fusion: str = "two_way", fusion_depth: int = 2, fusion_heads: int = 8,
-                 attention_downsample: int = 2):
+                 attention_downsample: int = 2, context_norm: bool = False, context_tokens: int = 1):
         super().__init__()
         self.unet = ResidualUNet(1, 1, widths)
         self.context_dim = int(context_dim)
@@ -38,7 +83,9 @@ class LLMSegNet(nn.Module):
             c0 = self.unet.widths[0]
             self.hyper = nn.Sequential(nn.Linear(self.context_dim, 4 * c0), nn.GELU(), nn.Linear(4 * c0, c0))
             self.mask_pos = nn.Linear(3, c0)
+            self.context_norm = ContextStandardiser(context_tokens, self.context_dim) if context_norm else None
         else:
+            self.context_norm = None
             self.projections = None
             self.fusions = None
 
@@ -61,6 +108,8 @@ class LLMSegNet(nn.Module):
             raise ValueError("context: this multimodal network needs context tokens")
         if context.shape[0] != feats[0].shape[0]:
             context = context.expand(feats[0].shape[0], -1, -1)
+        if self.context_norm is not None:
+            context = self.context_norm(context.to(feats[0].dtype))
 
         def fuse(level: int, f: torch.Tensor) -> torch.Tensor:
             tokens = self.projections[level](context.to(f.dtype))

@@ -174,6 +174,13 @@ class PromptTunedLM(TextEncoder):
     def frozen_state_prefixes(self) -> tuple[str, ...]:
         return ("lm.",)
 
+    def train(self, mode: bool = True):
+        """The frozen LM stays in eval mode: its dropout would add noise larger than the clinical signal
+        in the [SEG] state (the first checkpoint trained with it on)."""
+        super().train(mode)
+        self.lm.eval()
+        return self
+
     def trainable_lm_keys(self) -> set[str]:
         return {f"lm.{n}" for n, p in self.lm.named_parameters() if p.requires_grad}
 

@@ -37,6 +37,30 @@ def _green_pixels(png: bytes) -> int:
     return int(((g > 180) & (r < 90) & (b < 90)).sum())
 
 
+def _magenta_pixels(png: bytes) -> int:
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    return int(((r > 180) & (b > 180) & (g < 90)).sum())
+
+
+def _set_range(page, selector: str, value: float) -> None:
+    """Move a range slider as a user drag would end (Playwright cannot fill range inputs)."""
+    page.eval_on_selector(selector, """(el, v) => {
+        el.value = String(v);
+        el.dispatchEvent(new Event("input", {bubbles: true}));
+    }""", value)
+
+
+def _coloured_pixels(png: bytes) -> int:
+    """Saturated pixels (the CT itself is grey): what an overlay or colour wash adds."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int(((pixels.max(-1) - pixels.min(-1)) > 80).sum())
+
+
 def test_case_list_and_schema_driven_editor(page, live_portal):
     assert "STS-002" in page.inner_text("table.cases")
     _open_case(page, live_portal)
@@ -107,11 +131,50 @@ def test_viewer_scroll_window_level_and_overlay(page, live_portal):
     page.wait_for_timeout(200)
     hidden = _green_pixels(page.locator("#viewer .viewport-wrap").screenshot())
     assert shown > 50 and hidden < shown / 10, (shown, hidden)
-    # Reformats of the same streamed series.
+    # Reformats of the same streamed series, with the overlay drawn in each: move the reformatted plane
+    # through the middle of the ground truth, check its green pixels, hide it, check they are gone.
+    from dicom_rt.payload import decode_mask
+
+    mask, grid = decode_mask(gt["payload"])
+    centre = grid.voxel_to_patient([np.argwhere(mask).mean(0).round()])[0].tolist()
+    page.check(f"#viewer .legend-row[data-layer='roi-{gt['id']}'] .layer-visible")
     page.wait_for_selector("#viewer[data-all-loaded='true']", timeout=60000)
-    for orientation in ("sagittal", "coronal", "axial"):
+    for orientation in ("sagittal", "coronal"):
         page.click(f"#viewer [data-orientation={orientation}]")
         page.wait_for_selector(f"#viewer [data-orientation={orientation}].active")
+        page.evaluate("""(target) => {
+            const vp = window.contextrt.viewer.viewport;
+            const cam = vp.getCamera();
+            const n = cam.viewPlaneNormal;
+            const along = [0, 1, 2].reduce((s, k) => s + n[k] * (target[k] - cam.focalPoint[k]), 0);
+            vp.setCamera({focalPoint: cam.focalPoint.map((v, k) => v + along * n[k]),
+                          position: cam.position.map((v, k) => v + along * n[k])});
+            vp.render();
+        }""", centre)
+        page.wait_for_timeout(400)
+        shown = _green_pixels(page.locator("#viewer .viewport-wrap").screenshot())
+        save_screenshot(page, f"viewer-{orientation}")
+        # The legend's colour and opacity act on the reformat too: magenta replaces the green, opacity 0
+        # removes it, and restoring both brings the green back.
+        row = f"#viewer .legend-row[data-layer='roi-{gt['id']}']"
+        page.fill(f"{row} .layer-color", "#ff00ff")
+        page.wait_for_timeout(200)
+        recoloured = page.locator("#viewer .viewport-wrap").screenshot()
+        assert _magenta_pixels(recoloured) > 30 and _green_pixels(recoloured) < shown / 10, orientation
+        page.fill(f"{row} .layer-color", "#00ff00")
+        _set_range(page, f"{row} .layer-opacity", 0)
+        page.wait_for_timeout(200)
+        assert _green_pixels(page.locator("#viewer .viewport-wrap").screenshot()) < shown / 10, orientation
+        _set_range(page, f"{row} .layer-opacity", 0.4)
+        page.wait_for_timeout(200)
+        assert _green_pixels(page.locator("#viewer .viewport-wrap").screenshot()) > shown / 2, orientation
+        page.uncheck(f"#viewer .legend-row[data-layer='roi-{gt['id']}'] .layer-visible")
+        page.wait_for_timeout(200)
+        hidden = _green_pixels(page.locator("#viewer .viewport-wrap").screenshot())
+        assert shown > 30 and hidden < shown / 10, (orientation, shown, hidden)
+        page.check(f"#viewer .legend-row[data-layer='roi-{gt['id']}'] .layer-visible")
+    page.click("#viewer [data-orientation=axial]")
+    page.wait_for_selector("#viewer [data-orientation=axial].active")
     page.wait_for_function("document.querySelector('#viewer .slice-label').textContent.startsWith('slice')")
 
 
@@ -153,6 +216,25 @@ def test_contour_with_this_context_arrives_without_reload(page, live_portal):
     assert page.locator("#viewer .legend-row[data-layer^='job-']").count() == 1
     assert page.evaluate("document.querySelector('#editor progress').value") == 100
     save_screenshot(page, "contour-arrived")
+    # Reopened, the page lists the stored result with its probability (confidence) map as a colour wash:
+    # with every other layer hidden, the wash's coloured pixels appear when it is on and vanish when off.
+    page.reload()
+    _viewer_ready(page)
+    config = json.loads(page.inner_text("#page-config"))
+    result = next(r for r in config["results"] if r.get("probability"))
+    slices = sorted(int(k) for k in result["probability"]["slices"])
+    page.evaluate(f"window.contextrt.viewer.setSlice({slices[len(slices) // 2]})")
+    for box in page.locator("#viewer .legend-row .layer-visible").all():
+        box.uncheck()
+    wash = f"#viewer .legend-row[data-layer='prob-{result['job']}'] .layer-visible"
+    page.check(wash)
+    page.wait_for_timeout(300)
+    shown = _coloured_pixels(page.locator("#viewer .viewport-wrap").screenshot())
+    save_screenshot(page, "probability-wash")
+    page.uncheck(wash)
+    page.wait_for_timeout(200)
+    hidden = _coloured_pixels(page.locator("#viewer .viewport-wrap").screenshot())
+    assert shown > 50 and hidden < shown / 20, (shown, hidden)
 
 
 def test_comparison_and_what_if(page, live_portal):
@@ -179,6 +261,20 @@ def test_comparison_and_what_if(page, live_portal):
     page.wait_for_selector(".what-if[data-contour='shown']", timeout=240000)
     legend = page.inner_text(".viewer-whatif .legend")
     assert f"laterality = {other}" in legend and "(original)" in legend
+    # Omit the laterality (LLMSeg's component omission): the model is asked without any side.
+    page.select_option(".what-if select[name=field]", "laterality")
+    page.select_option(".what-if select[name=value]", "__omit__")
+    page.click(".what-if button[type=submit]")
+    omitted = page.locator(".viewer-whatif .legend-row", has_text="laterality omitted")
+    omitted.wait_for(timeout=240000)
+    prompts = {}
+    for row in page.locator(".viewer-whatif .legend-row[data-layer^='whatif-']").all():
+        job = row.get_attribute("data-layer").removeprefix("whatif-")
+        detail = page.request.get(f"{live_portal.url}/api/jobs/{job}/").json()
+        prompts[row.inner_text().strip()] = detail["results"]["info"]["prompt_text"]
+    changed = next(v for k, v in prompts.items() if f"laterality = {other}" in k)
+    dropped = next(v for k, v in prompts.items() if "laterality omitted" in k)
+    assert f"{other} side" in changed and "side" not in dropped and "breast conserving surgery" in dropped, prompts
     save_screenshot(page, "comparison", full_page=True)
 
 

@@ -56,3 +56,37 @@ def test_decoder_rejects_foreign_payload():
     if done is None:
         pytest.skip("node is not installed")
     assert done.returncode != 0 and "contextrt-contour" in done.stderr
+
+
+def _plane_in_node(payload: dict, focal, normal):
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    done = subprocess.run(["node", str(SCRIPT.with_name("reformat_planes.mjs"))],
+                          input=json.dumps({"payload": payload, "focal": list(focal), "normal": list(normal)}),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("view, normal", [("sagittal", (1, 0, 0)), ("coronal", (0, -1, 0)), ("axial", (0, 0, 1))])
+def test_reformatted_planes_of_mask_and_probability_match_numpy(view, normal):
+    rng = np.random.default_rng(7)
+    mask = np.zeros(GRID.shape, dtype=bool)
+    mask[1:5, 3:35, 4:44] = rng.random((4, 32, 40)) > 0.5
+    probability = np.where(mask, rng.random(GRID.shape), 0.0)
+    slice_, row, col = 3, 17, 21
+    focal = GRID.voxel_to_patient([[slice_, row, col]])[0]
+    for payload, values in ((encode_mask(mask, GRID), mask.astype(int)),
+                            (encode_probability(probability, GRID, scale=63),
+                             np.rint(np.rint(probability * 63) * 255 / 63).astype(int))):
+        out = _plane_in_node(payload, focal, normal)
+        expected = {"sagittal": values[:, :, col], "coronal": values[:, row, :], "axial": values[slice_]}[view]
+        assert out["axis"] == {"sagittal": "column", "coronal": "row", "axial": "slice"}[view]
+        assert out["index"] == {"sagittal": col, "coronal": row, "axial": slice_}[view]
+        got = np.asarray(out["values"]).reshape(out["height"], out["width"])
+        np.testing.assert_array_equal(got, expected)
+        # Bitmap pixel centres sit on voxel centres: (0.5, 0.5) is voxel (0, 0) of the plane.
+        first = {"sagittal": [0, 0, col], "coronal": [0, row, 0], "axial": [slice_, 0, 0]}[view]
+        np.testing.assert_allclose(out["corner"], GRID.voxel_to_patient([first])[0], atol=1e-9)
+    # An oblique view has no axis-aligned plane to draw.
+    assert _plane_in_node(encode_mask(mask, GRID), focal, (0.6, 0.8, 0.0)) is None

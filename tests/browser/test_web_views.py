@@ -86,3 +86,35 @@ def test_ground_truth_payload_is_on_the_case_grid(cases, settings):
     assert structures[0]["ground_truth"] is True
     decoded, _ = decode_mask(structures[0]["payload"])
     assert np.array_equal(decoded, mask)
+
+
+def test_trainee_sees_teaching_cases_of_own_site_only(client, cases):
+    home, other = cases
+    hidden = _case("site-a", "PR-A-2")
+    hidden.teaching = False  # a clinical (non-teaching) case of the trainee's own site
+    hidden.save(update_fields=["teaching"])
+    create_account("trainee-a", "trainee-a-password-1", "trainee", ["site-a"])
+    assert client.login(username="trainee-a", password="trainee-a-password-1")
+    listing = client.get("/").content.decode()
+    assert "PR-A-1" in listing and "PR-B-1" not in listing and "PR-A-2" not in listing
+    assert client.get(f"/case/{home.pk}/").status_code == 200
+    assert client.get(f"/case/{home.pk}/compare/").status_code == 200
+    for case in (other, hidden):  # not found, not forbidden: the page does not confirm the case exists
+        assert client.get(f"/case/{case.pk}/").status_code == 404
+        assert client.get(f"/case/{case.pk}/compare/").status_code == 404
+        series = case.ct_series
+        assert client.get(f"/dicomweb/studies/{series.study.study_uid}/series/{series.series_uid}/metadata").status_code == 404
+    # QIDO-RS searches list the trainee's teaching study and neither of the hidden ones.
+    search = client.get("/dicomweb/studies", HTTP_ACCEPT="application/dicom+json")
+    found = {item["0020000D"]["Value"][0] for item in search.json()} if search.status_code == 200 else set()
+    assert found == {home.ct_series.study.study_uid}, (search.status_code, found)
+    # Trainees manage nothing: no reading-study or validation-study pages.
+    assert client.get("/reading/studies/").status_code == 403
+    assert client.get("/studies/").status_code == 403
+
+
+def test_login_page_names_the_problem(client, cases):
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200 and "Context-aware radiotherapy target contouring" in page.content.decode()
+    bad = client.post("/accounts/login/", {"username": "nobody", "password": "wrong"})
+    assert bad.status_code == 200 and "correct username and password" in bad.content.decode()

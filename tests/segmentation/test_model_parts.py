@@ -160,3 +160,78 @@ def test_lora_checkpoint_keeps_adapters_but_not_the_base_lm(tmp_path):
     x = torch.rand(1, 1, 8, 16, 16)
     with torch.no_grad():
         assert torch.equal(model.eval()(x, [CONTEXT]), loaded(x, [CONTEXT]))
+
+
+def test_context_whitening_gives_unit_covariance_in_the_context_subspace():
+    from segmentation.networks.llmseg import ContextStandardiser
+
+    torch.manual_seed(0)
+    # A bank where one direction carries 100x the variance of another (surgery vs laterality in MiniLM).
+    n, dim = 40, 16
+    basis = torch.linalg.qr(torch.randn(dim, dim))[0]
+    strong, weak = torch.randn(n) * 10.0, torch.randn(n) * 0.1
+    bank = (5.0 + strong[:, None] * basis[0] + weak[:, None] * basis[1])[:, None, :]  # [N, 1, D]
+    norm = ContextStandardiser(1, dim)
+    norm.set_statistics(bank)
+    white = norm(bank)[:, 0]
+    assert torch.allclose(white.mean(0), torch.zeros(dim), atol=1e-4)
+    cov = white.T @ white / n
+    # Both directions now have unit variance; nothing outside the bank's span survives.
+    assert float(basis[0] @ cov @ basis[0]) == pytest.approx(1.0, abs=1e-3)
+    assert float(basis[1] @ cov @ basis[1]) == pytest.approx(1.0, abs=1e-3)
+    assert float(basis[2] @ cov @ basis[2]) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="two distinct contexts"):
+        norm.set_statistics(bank[:1])
+
+
+def test_whitened_model_separates_left_and_right_and_keeps_statistics_in_checkpoints(tmp_path):
+    torch.manual_seed(0)
+    model = SegmentationModel(ModelConfig(context_norm=True, **TINY))
+    contexts = [dict(CONTEXT, laterality=s, surgery=g, cN=n) for s in ("left", "right")
+                for g in ("bcs", "mastectomy") for n in ("N0", "N1")]
+    with pytest.raises(ValueError, match="set_reference_contexts"):
+        model.refresh_context_statistics()
+    model.set_reference_contexts(contexts + contexts)  # duplicates by prompt text are dropped
+    assert len(model._reference_contexts) == len(contexts)
+    model.refresh_context_statistics()
+    model.eval()
+    with torch.no_grad():
+        raw, _ = model.context_tokens([contexts[0], dict(contexts[0], laterality="right")])
+        white = model.net.context_norm(raw)
+    raw_cos = torch.nn.functional.cosine_similarity(raw[0].flatten(), raw[1].flatten(), dim=0)
+    white_cos = torch.nn.functional.cosine_similarity(white[0].flatten(), white[1].flatten(), dim=0)
+    assert raw_cos > 0.99 and white_cos < 0.9  # the laterality ripple becomes a usable difference
+    save_checkpoint(model, tmp_path / "w.pt")
+    loaded, _ = load_model(tmp_path / "w.pt")
+    assert torch.equal(loaded.net.context_norm.whiten, model.net.context_norm.whiten)
+    x = torch.rand(1, 1, 8, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, [CONTEXT]), model(x, [CONTEXT]), atol=1e-6)
+
+
+def test_the_frozen_language_model_stays_in_eval_mode_while_training(minilm_model):
+    minilm_model.train()
+    try:
+        assert minilm_model.text.training and not minilm_model.text.lm.training  # no LM dropout noise
+        assert not any(m.training for m in minilm_model.text.lm.modules())
+    finally:
+        minilm_model.eval()
+
+
+def test_init_from_copies_the_image_path_only(tmp_path):
+    from segmentation.model import init_image_path_from
+
+    torch.manual_seed(1)
+    vision = SegmentationModel(ModelConfig(text_encoder={"kind": "none"}, **TINY))
+    save_checkpoint(vision, tmp_path / "v.pt")
+    torch.manual_seed(2)
+    mm = SegmentationModel(ModelConfig(**TINY))
+    before_hyper = mm.net.hyper[0].weight.clone()
+    info = init_image_path_from(mm, tmp_path / "v.pt")
+    assert info["tensors"] > 0 and info["checkpoint_id"].startswith("breast-vision-")
+    for key, value in vision.net.unet.state_dict().items():
+        assert torch.equal(mm.net.unet.state_dict()[key], value), key
+    assert torch.equal(mm.net.hyper[0].weight, before_hyper)
+    wider = SegmentationModel(ModelConfig(**dict(TINY, widths=(8, 8, 8))))
+    with pytest.raises(ValueError, match="does not fit this model"):
+        init_image_path_from(wider, tmp_path / "v.pt")
