@@ -142,3 +142,87 @@ def test_rater_scores_three_items_with_autosave_keyboard_and_progress(chromium, 
     _ready(page)
     assert page.is_disabled("button.submit-item") and "locked" in page.inner_text(".save-state")
     context.close()
+
+
+def _login(context, portal, username, password):
+    page = context.new_page()
+    page.on("console", lambda m: m.type == "error" and print("console:", m.text))
+    page.goto(f"{portal.url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{portal.url}/")
+    return page
+
+
+def test_coordinator_creates_opens_closes_and_reads_results_in_the_browser(chromium, reading_portal):
+    """The coordinator's side in a real browser: the new-study form (select-all contours, a rater), open, the
+    rater scores the one item, close, then results with rendered plotly charts and the unblinded table."""
+    from tests.browser.live_portal import PASSWORD, USERNAME
+
+    portal, info = reading_portal, reading_portal.reading
+    coordinator_context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    coord = _login(coordinator_context, portal, USERNAME, PASSWORD)
+    coord.goto(f"{portal.url}/reading/studies/")
+    assert "Browser blinded read" in coord.inner_text("#reading-studies")
+    coord.click("text=New reading study")
+    coord.wait_for_url(f"{portal.url}/reading/studies/new/")
+    sources = coord.locator("input[name=sources]")
+    n_sources = sources.count()
+    assert n_sources >= 1
+    # Submitting without contours is refused with the field named, and nothing is created.
+    coord.fill("input[name=name]", "Browser coordinator study")
+    coord.check(f"input[name=raters][value='{info['rater']}']")
+    coord.click("#new-reading-study button[type=submit]")
+    assert coord.locator(".form-error").count() == 1
+    assert "Browser coordinator study" not in coord.request.get(f"{portal.url}/reading/studies/").text()
+    coord.check(f"input[name=raters][value='{info['rater']}']")
+    coord.check("#select-all-sources")
+    assert coord.locator("input[name=sources]:checked").count() == n_sources
+    coord.uncheck("#select-all-sources")
+    assert coord.locator("input[name=sources]:checked").count() == 0
+    coord.check("#select-all-sources")
+    coord.check("input[name=show_reference]")
+    with coord.expect_navigation():
+        coord.click("#new-reading-study button[type=submit]")
+    assert coord.inner_text("#study-state") == "Draft"
+    study_url = coord.url
+    with coord.expect_navigation():
+        coord.click("button[value=open]")
+    assert coord.inner_text("#study-state") == "Open for scoring"
+    assert f"0 / {n_sources} submitted" in coord.inner_text("body")
+
+    # The rater scores every item of the new study (first plan) in their own browser session.
+    rater_context = chromium.new_context(viewport={"width": 1400, "height": 900})
+    rater = _login(rater_context, portal, info["rater"], info["password"])
+    rater.goto(f"{portal.url}/reading/")
+    study_id = int(study_url.rstrip("/").rsplit("/", 1)[1])
+    rater.click(f"li[data-study='{study_id}'] a.resume")
+    plan = PLANS[0]
+    for _ in range(n_sources):
+        rater.wait_for_url(f"{portal.url}/reading/items/**")
+        _ready(rater)
+        for key, step in plan.items():
+            _click_step(rater, key, step)
+        with rater.expect_navigation():
+            rater.click("button.submit-item")
+    rater_context.close()
+
+    coord.reload()
+    assert f"{n_sources} / {n_sources} submitted" in coord.inner_text("body")
+    with coord.expect_navigation():
+        coord.click("button[value=close]")
+    assert coord.inner_text("#study-state") == "Closed"
+    coord.click("text=Results")
+    coord.wait_for_url(f"{study_url}results/")
+    coord.wait_for_selector(".chart .js-plotly-plot .main-svg", timeout=30000)
+    expected_total = float(sum(Decimal(v) for v in plan.values()))
+    total_rows = coord.locator("#means tr", has_text="total")
+    assert total_rows.count() >= 1
+    cells = total_rows.first.locator("td").all_inner_texts()
+    assert cells[1] == "ground truth" and float(cells[4]) == expected_total, cells
+    save_screenshot(coord, "reading_results_page")
+    coord.goto(f"{study_url}unblinded/")
+    table = coord.inner_text("#unblinded")
+    assert "ground truth" in table and info["rater"] in table and "submitted" in table
+    coordinator_context.close()
