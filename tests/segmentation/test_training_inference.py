@@ -134,9 +134,6 @@ def _body_midline_column(hu: np.ndarray) -> float:
 
 
 @pytest.mark.skipif(not (SHIPPED / "breast_multimodal.pt").exists(), reason="shipped checkpoint not trained yet")
-@pytest.mark.xfail(strict=True, reason="KNOWN FAILURE: the shipped CPU-trained multimodal checkpoint (6 epochs) does "
-                   "not yet use the laterality in the context (flip moves ~49% of the volume, needs >= 90%); see "
-                   "docs/models.md. strict: once a retrained checkpoint passes, this marker must go.")
 def test_shipped_multimodal_checkpoint_follows_a_laterality_flip():
     from segmentation.cohort import generate_cases
 
