@@ -99,3 +99,37 @@ def test_data_efficiency_and_component_omission_studies(cohort_and_checkpoints, 
             assert "side" not in prompt, prompt
     bars = figures[1]
     assert {str(x) for t in bars.data for x in (t.x or [])} >= {"laterality", "cN, pN"} or len(bars.data) >= 2
+
+
+def test_text_module_ablation_study(cohort_and_checkpoints, in_process_worker):
+    """LLMSeg's Table 3 in miniature: the same image path with different text modules (numeric "0301"
+    category codes, the packaged MiniLM without prompt tuning, no text at all), each a real tiny checkpoint
+    from the project's trainer, compared against one reference arm with paired tests per metric."""
+    from io import StringIO
+
+    from portal.accounts.models import Role
+    from segmentation.model import read_checkpoint
+    from segmentation.train import run_training
+    from tests.jobs.conftest import make_user
+
+    checkpoints = cohort_and_checkpoints
+    for name, text in (("minilm-frozen.pt", dict(text="minilm", tuning="none")), ("vision.pt", dict(text="none"))):
+        run_training(checkpoints / name, stdout=StringIO(), **dict(TINY_TRAINING, **text))
+    assert read_checkpoint(checkpoints / "minilm-frozen.pt")["text_encoder"]["kind"] == "minilm"
+    admin = make_user("ablation-admin", Role.ADMIN)
+    arms = [{"label": "numeric 0301", "checkpoint": "mm-f1.0.pt"},
+            {"label": "MiniLM, no tuning", "checkpoint": "minilm-frozen.pt"},
+            {"label": "vision-only", "checkpoint": "vision.pt"}]
+    study, built, figures = _run(in_process_worker, admin, {
+        "name": "text ablation", "cancer_type": "breast", "kind": "text_ablation", "site_codes": ["internal", "external1"],
+        "metrics": ["dice", "hd95_mm"], "reference_arm": "numeric 0301", "arms": arms})
+    assert study.kind == "text_ablation"
+    cases = built["cases"]
+    assert {c["model"] for c in cases} == {a["label"] for a in arms} and len(cases) == 3 * 4
+    assert all(0.0 <= c["dice"] <= 1.0 for c in cases)
+    overall = {r["model"]: r for r in built["summary"] if r["site"] == "overall"}
+    assert set(overall) == {a["label"] for a in arms}
+    for label in ("MiniLM, no tuning", "vision-only"):  # paired tests against the reference arm on 4 cases
+        assert overall[label]["n_cases"] == 4
+        assert "dice_p_wilcoxon" in overall[label] and "dice_p_ttest" in overall[label], overall[label]
+    assert figures, "no plot for the ablation study"
