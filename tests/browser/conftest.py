@@ -63,15 +63,21 @@ def route_exists(portal, path: str, method: str = "GET") -> bool:
 def page(chromium, live_portal):
     ARTIFACTS.mkdir(exist_ok=True)
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.on("console", lambda m: m.type == "error" and print("console:", m.text))
-    page.goto(f"{live_portal.url}/accounts/login/")
-    page.fill("input[name=username]", USERNAME)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_portal.url}/")
+    page = log_in(context, live_portal.url, USERNAME, PASSWORD)
     yield page
     context.close()
+
+
+def log_in(context, base_url: str, username: str, password: str):
+    """A new page of ``context`` signed in through the login form (console errors are printed)."""
+    page = context.new_page()
+    page.on("console", lambda m: m.type == "error" and print("console:", m.text))
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/")
+    return page
 
 
 def save_screenshot(page, name: str, *, readme: bool = False, **kwargs) -> Path:

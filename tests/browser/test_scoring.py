@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, save_screenshot
+from tests.browser.conftest import ARTIFACTS, log_in, save_screenshot
 from tests.browser.live_portal import PYTHON, REPO, LivePortal, child_env
 
 pytestmark = pytest.mark.browser
@@ -57,13 +57,7 @@ def test_rater_scores_three_items_with_autosave_keyboard_and_progress(chromium, 
     portal, info = reading_portal, reading_portal.reading
     ARTIFACTS.mkdir(exist_ok=True)
     context = chromium.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.on("console", lambda m: m.type == "error" and print("console:", m.text))
-    page.goto(f"{portal.url}/accounts/login/")
-    page.fill("input[name=username]", info["rater"])
-    page.fill("input[name=password]", info["password"])
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{portal.url}/")
+    page = log_in(context, portal.url, info["rater"], info["password"])
 
     page.goto(f"{portal.url}/reading/")
     assert "0 / 3 submitted" in page.inner_text("body")
@@ -144,17 +138,6 @@ def test_rater_scores_three_items_with_autosave_keyboard_and_progress(chromium, 
     context.close()
 
 
-def _login(context, portal, username, password):
-    page = context.new_page()
-    page.on("console", lambda m: m.type == "error" and print("console:", m.text))
-    page.goto(f"{portal.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{portal.url}/")
-    return page
-
-
 def test_coordinator_creates_opens_closes_and_reads_results_in_the_browser(chromium, reading_portal):
     """The coordinator's side in a real browser: the new-study form (select-all contours, a rater), open, the
     rater scores the one item, close, then results with rendered plotly charts and the unblinded table."""
@@ -162,7 +145,7 @@ def test_coordinator_creates_opens_closes_and_reads_results_in_the_browser(chrom
 
     portal, info = reading_portal, reading_portal.reading
     coordinator_context = chromium.new_context(viewport={"width": 1400, "height": 900})
-    coord = _login(coordinator_context, portal, USERNAME, PASSWORD)
+    coord = log_in(coordinator_context, portal.url, USERNAME, PASSWORD)
     coord.goto(f"{portal.url}/reading/studies/")
     assert "Browser blinded read" in coord.inner_text("#reading-studies")
     coord.click("text=New reading study")
@@ -194,7 +177,7 @@ def test_coordinator_creates_opens_closes_and_reads_results_in_the_browser(chrom
 
     # The rater scores every item of the new study (first plan) in their own browser session.
     rater_context = chromium.new_context(viewport={"width": 1400, "height": 900})
-    rater = _login(rater_context, portal, info["rater"], info["password"])
+    rater = log_in(rater_context, portal.url, info["rater"], info["password"])
     rater.goto(f"{portal.url}/reading/")
     study_id = int(study_url.rstrip("/").rsplit("/", 1)[1])
     rater.click(f"li[data-study='{study_id}'] a.resume")

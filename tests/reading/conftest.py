@@ -9,11 +9,23 @@ from portal.imaging import storage
 from portal.imaging.models import Patient, Series, Study
 
 
+PASSWORD = "correct-horse-battery"
+
+
 def make_user(username, role, sites=()):
-    user = get_user_model().objects.create_user(username=username, password="correct-horse-battery")
+    user = get_user_model().objects.create_user(username=username, password=PASSWORD)
     profile = Profile.objects.create(user=user, role=role)
     profile.sites.set(sites)
     return user
+
+
+def login_client(user):
+    """A Django test client logged in as ``user`` (made by ``make_user``)."""
+    from django.test import Client
+
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
 
 
 def make_case(site, label, cancer_type="breast", n=3):

@@ -7,16 +7,9 @@ from django.test import Client
 
 from portal.reading import services
 from portal.reading.models import RaterItem, ReadingStudy, RubricSet
+from tests.reading.conftest import login_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
-
-PASSWORD = "correct-horse-battery"
-
-
-def _login(user) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 def _ground_truth_case(site, label):
@@ -38,15 +31,15 @@ def _ground_truth_case(site, label):
 
 def test_pages_are_for_coordinators_of_the_site(reading_study, people):
     urls = ["/reading/studies/", "/reading/studies/new/", f"/reading/studies/{reading_study.pk}/"]
-    coord = _login(people["coord"])
+    coord = login_client(people["coord"])
     for url in urls:
         assert coord.get(url).status_code == 200, url
     assert reading_study.name in coord.get("/reading/studies/").content.decode()
     for who in ("rater1", "trainee"):
-        client = _login(people[who])
+        client = login_client(people[who])
         for url in urls + [f"/reading/studies/{reading_study.pk}/results/"]:
             assert client.get(url).status_code == 403, (who, url)
-    other = _login(people["other_coord"])
+    other = login_client(people["other_coord"])
     assert reading_study.name not in other.get("/reading/studies/").content.decode()
     assert other.get(f"/reading/studies/{reading_study.pk}/").status_code == 404
     assert other.post(f"/reading/studies/{reading_study.pk}/", {"action": "close"}).status_code == 404
@@ -58,7 +51,7 @@ def test_pages_are_for_coordinators_of_the_site(reading_study, people):
 def test_create_open_score_close_results_and_exports(site, people):
     services.ensure_default_rubric_sets()
     cases = [_ground_truth_case(site, f"BR-PAGE-{i:04d}") for i in range(3)]
-    coord = _login(people["coord"])
+    coord = login_client(people["coord"])
     form = coord.get("/reading/studies/new/").content.decode()
     values = re.findall(r'name="sources" value="([^"]+)"', form)
     assert {f"{c.pk}:ground_truth" for c in cases} <= set(values)

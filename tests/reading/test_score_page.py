@@ -8,16 +8,9 @@ from django.test import Client
 
 from portal.reading import services
 from portal.reading.models import RaterItem
+from tests.reading.conftest import login_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
-
-PASSWORD = "correct-horse-battery"
-
-
-def _login(user) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 def _config(body: str) -> dict:
@@ -29,7 +22,7 @@ def _config(body: str) -> dict:
 def test_rater_opens_own_item_and_others_get_404(reading_study, people):
     ri = RaterItem.objects.filter(assignment__rater=people["rater1"], assignment__study=reading_study).first()
     url = f"/reading/items/{ri.token}/"
-    page = _login(people["rater1"]).get(url)
+    page = login_client(people["rater1"]).get(url)
     assert page.status_code == 200
     body = page.content.decode()
     assert 'data-page="score"' in body and 'id="scoring"' in body
@@ -38,13 +31,13 @@ def test_rater_opens_own_item_and_others_get_404(reading_study, people):
     assert config["item_page"] == "/reading/items/__token__/" and config["worklist_url"] == "/reading/"
     for who in ("rater2", "trainee", "coord", "other_coord"):
         if who in people:
-            assert _login(people[who]).get(url).status_code == 404, who
+            assert login_client(people[who]).get(url).status_code == 404, who
     assert Client().get(url).status_code == 302  # anonymous: to the login page
 
 
 def test_item_api_reports_progress_and_resume_goes_to_first_unsubmitted(reading_study, people):
     rater = people["rater1"]
-    client = _login(rater)
+    client = login_client(rater)
     items = list(RaterItem.objects.filter(assignment__rater=rater, assignment__study=reading_study).order_by("position"))
     full = {"laterality": "1", "surgery_type": "1", "volume_definition": "1.5", "coverage": "1", "integrity": "0.5"}
     services.save_scores(items[0].pk, rater, scores=full)
@@ -60,7 +53,7 @@ def test_closed_study_items_are_read_only_and_drafts_refused(reading_study, peop
     rater = people["rater1"]
     ri = RaterItem.objects.filter(assignment__rater=rater, assignment__study=reading_study).first()
     services.close_study(reading_study)
-    client = _login(rater)
+    client = login_client(rater)
     assert client.get(f"/reading/items/{ri.token}/").status_code == 200  # can look back at a closed study
     refused = client.put(f"/api/reading/items/{ri.token}/draft/", {"scores": {"coverage": "1"}},
                          content_type="application/json")
