@@ -186,15 +186,7 @@ export class OverlayLayers {
       const [, rows, cols] = shape;
       const mask = this.sliceMask(layer, index);
       if (!mask) continue;
-      const bitmap = document.createElement("canvas");
-      bitmap.width = cols;
-      bitmap.height = rows;
-      bitmap.getContext("2d").putImageData(this.paint(layer, mask, rows, cols), 0, 0);
-      ctx.setTransform(
-        (px[0] - p0[0]) * ratio, (px[1] - p0[1]) * ratio,
-        (py[0] - p0[0]) * ratio, (py[1] - p0[1]) * ratio,
-        p0[0] * ratio, p0[1] * ratio);
-      ctx.drawImage(bitmap, 0, 0);
+      this.drawMaskAt(ctx, ratio, layer, mask, rows, cols, p0, px, py);
     }
     ctx.setTransform(1, 0, 0, 1, 0, 0);
   }
@@ -231,16 +223,22 @@ export class OverlayLayers {
       const p0 = viewport.worldToCanvas(plane.world(0, 0));
       const px = viewport.worldToCanvas(plane.world(1, 0));
       const py = viewport.worldToCanvas(plane.world(0, 1));
-      const bitmap = document.createElement("canvas");
-      bitmap.width = plane.width;
-      bitmap.height = plane.height;
-      bitmap.getContext("2d").putImageData(this.paint(layer, mask, plane.height, plane.width), 0, 0);
-      ctx.setTransform(
-        (px[0] - p0[0]) * ratio, (px[1] - p0[1]) * ratio,
-        (py[0] - p0[0]) * ratio, (py[1] - p0[1]) * ratio,
-        p0[0] * ratio, p0[1] * ratio);
-      ctx.drawImage(bitmap, 0, 0);
+      this.drawMaskAt(ctx, ratio, layer, mask, plane.height, plane.width, p0, px, py);
     }
     ctx.setTransform(1, 0, 0, 1, 0, 0);
+  }
+
+  // Paint a rows × cols mask and place it with an affine map: pixel (0,0) at canvas point p0, one column
+  // step to px, one row step to py (canvas CSS pixels; ratio = device pixels per CSS pixel).
+  drawMaskAt(ctx, ratio, layer, mask, rows, cols, p0, px, py) {
+    const bitmap = document.createElement("canvas");
+    bitmap.width = cols;
+    bitmap.height = rows;
+    bitmap.getContext("2d").putImageData(this.paint(layer, mask, rows, cols), 0, 0);
+    ctx.setTransform(
+      (px[0] - p0[0]) * ratio, (px[1] - p0[1]) * ratio,
+      (py[0] - p0[0]) * ratio, (py[1] - p0[1]) * ratio,
+      p0[0] * ratio, p0[1] * ratio);
+    ctx.drawImage(bitmap, 0, 0);
   }
 }
