@@ -170,3 +170,23 @@ def init_image_path_from(model: SegmentationModel, path) -> dict:
                              f"(widths {payload['config'].get('widths')} vs {list(model.config.widths)})")
     model.load_state_dict(source, strict=False)
     return {"checkpoint_id": payload.get("checkpoint_id"), "tensors": len(source)}
+
+
+def init_all_from(model: SegmentationModel, path) -> dict:
+    """Copy every saved weight of checkpoint ``path`` into ``model`` (fine-tuning a finished model).
+
+    Unlike ``init_image_path_from`` the text path, projections, fusion and mask head come along, so
+    the checkpoint's config must build the same network: a mismatch names the first differing
+    setting or tensor. Returns {"checkpoint_id", "tensors"} for the new checkpoint's provenance."""
+    payload = read_checkpoint(path)
+    ours, theirs = model.config.as_dict(), payload["config"]
+    for key in sorted(set(ours) | set(theirs)):
+        if ours.get(key) != theirs.get(key):
+            raise ValueError(f"--finetune-from: {path} was trained with {key}={theirs.get(key)!r}, "
+                             f"this run asks for {ours.get(key)!r}")
+    target = model.state_dict()
+    for key, value in payload["state_dict"].items():
+        if key not in target or target[key].shape != value.shape:
+            raise ValueError(f"--finetune-from: {path} does not fit this model at {key}")
+    model.load_state_dict(payload["state_dict"], strict=False)
+    return {"checkpoint_id": payload.get("checkpoint_id"), "tensors": len(payload["state_dict"])}

@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "contexts (networks/llmseg.py ContextStandardiser); 'off' = the first checkpoints' raw [SEG] states")
     p.add_argument("--init-from", help="checkpoint whose image path (U-Net weights) initialises this model, e.g. "
                                        "the vision-only checkpoint, so a multimodal run only learns the context")
+    p.add_argument("--finetune-from", help="finished checkpoint of the same config whose weights (all of them) start "
+                                           "this run, with a fresh optimiser and schedule")
+    p.add_argument("--contrast-weight", type=float, default=0.0,
+                   help="extra BCE on the voxels whose target changes with the context (other side, nodes, skin "
+                        "band), averaged per sample; 0 = off")
+    p.add_argument("--max-shift", type=int, default=0,
+                   help="random in-plane translation of each training slab by up to this many working voxels "
+                        "(other sites' table position and field of view); 0 = off")
     p.add_argument("--resume", action="store_true", help="continue from OUT.resume if present")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -91,7 +99,20 @@ def main(argv=None, stdout=None, progress_callback=None) -> dict:
     seed_everything(args.seed)
     model = SegmentationModel(config, device=args.device)
     init_info = None
-    if args.init_from and not args.resume:
+    if args.init_from and args.finetune_from:
+        raise SystemExit("--init-from and --finetune-from: give one of them")
+    # Loaded on --resume too (the .resume state then overwrites the weights) so that every
+    # checkpoint of the run records where it started.
+    if args.finetune_from:
+        from segmentation.model import init_all_from
+
+        try:
+            init_info = dict(init_all_from(model, args.finetune_from), mode="finetune")
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
+        print(f"all weights initialised from {args.finetune_from} (checkpoint {init_info['checkpoint_id']})",
+              file=out, flush=True)
+    if args.init_from:
         from segmentation.model import init_image_path_from
 
         init_info = init_image_path_from(model, args.init_from)
@@ -113,7 +134,7 @@ def main(argv=None, stdout=None, progress_callback=None) -> dict:
               "val_indices": [getattr(c, "index", None) for c in val_raw],
               "data_fraction": args.data_fraction, "n_train": len(train_raw), "n_val": len(val_raw)}
     if init_info:
-        cohort["image_path_init"] = init_info
+        cohort["finetuned_from" if init_info.get("mode") == "finetune" else "image_path_init"] = init_info
     print(f"cohort ready: {len(train_cases)} train / {len(val_cases)} val cases, working shape "
           f"{tuple(train_cases[0].image.shape[1:])} ({time.perf_counter() - t:.1f}s)", file=out, flush=True)
 
@@ -121,6 +142,7 @@ def main(argv=None, stdout=None, progress_callback=None) -> dict:
                       lr=args.lr, lr_schedule=args.lr_schedule, loss=args.loss, seed=args.seed, slab_slices=args.slab,
                       counterfactual_p=args.counterfactual_p if model.uses_text else 0.0,
                       omit_p=args.omit_p if model.uses_text else 0.0,
+                      contrast_weight=args.contrast_weight if model.uses_text else 0.0, max_shift=args.max_shift,
                       data_fraction=args.data_fraction, cohort=cohort)
     bar = None if args.no_progress else tqdm(total=cfg.epochs * cfg.steps_per_epoch, file=out, desc="training")
 

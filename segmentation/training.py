@@ -13,8 +13,15 @@
 - Component omission: with probability ``omit_p`` one component (laterality, surgery, N or T) is
   dropped from the case's own context while the target stays the true CTV, so a prompt with an
   unknown field means "decide from the image" (LLMSeg's Table 4 asks what omission costs).
-- Augmentation: random intensity scale/shift and Gaussian noise, small random z-shift. No left-right
-  mirroring: it would contradict the laterality in the context.
+- Context contrast (``contrast_weight`` > 0): the voxels whose target changes with the context
+  (own CTV XOR a counterfactual CTV: the other breast, the nodal regions, the skin band) get an
+  extra BCE term, averaged over those voxels per sample. Dice + CE over the whole slab barely
+  notices a few hundred nodal voxels beside thousands of breast voxels; this term weighs each kind
+  of context change by its own size, so "N1" has to add the nodes as firmly as "left" moves the side.
+- Augmentation: random intensity scale/shift and Gaussian noise, small random z-shift, and with
+  ``max_shift`` > 0 a random in-plane translation of up to that many working voxels (air fills the
+  gap): another site's table position and field of view put the anatomy elsewhere in the sliding
+  windows. No left-right mirroring: it would contradict the laterality in the context.
 - Validation Dice every epoch; a checkpoint (without the frozen LM) after every epoch plus a
   ``.resume`` file with optimiser/RNG state, so an interrupted run continues with ``resume=True``.
 - ``progress(dict)`` receives epoch, step, total_steps, loss, eta_s after every step.
@@ -48,6 +55,8 @@ class TrainConfig:
     slab_slices: int = 32  # working-grid slices per training sample (multiple of the divisor)
     counterfactual_p: float = 0.5
     omit_p: float = 0.2
+    contrast_weight: float = 0.0  # weight of the context-contrast BCE term (0: off)
+    max_shift: int = 0  # in-plane translation augmentation, working voxels (0: off)
     lr_schedule: str = "constant"  # "constant" | "cosine" (decays to lr / 20 over the run)
     data_fraction: float = 1.0
     cohort: dict = field(default_factory=dict)
@@ -61,6 +70,9 @@ class TrainingCase:
     image: torch.Tensor  # [1, Z, Y, X]
     variants: list  # [(context dict, label tensor [1, Z, Y, X])]; variants[0] is the case's own
     omissions: list = field(default_factory=list)  # the own context with one component left out
+    # decisive[i]: bool [1, Z, Y, X], voxels where variant i's target differs from the own target
+    # (decisive[0]: where any counterfactual differs). Empty list: no contrast term for this case.
+    decisive: list = field(default_factory=list)
 
 
 OMITTABLE = {"breast": ("laterality", "surgery", "N", "T")}
@@ -98,7 +110,15 @@ def prepare_case(case, config: ModelConfig, divisor: int, counterfactual_fn=None
         own = dict(case.context)
         omissions = [c for c in (omit_fields(config.cancer_type, own, (f,)) for f in OMITTABLE.get(config.cancer_type, ()))
                      if c != own]
-    return TrainingCase(case_id, image, variants, omissions)
+    decisive = []
+    if len(variants) > 1:
+        own = variants[0][1] > 0.5
+        decisive = [None] + [(label > 0.5) ^ own for _, label in variants[1:]]
+        union = torch.zeros_like(own)
+        for mask in decisive[1:]:
+            union |= mask
+        decisive[0] = union
+    return TrainingCase(case_id, image, variants, omissions, decisive)
 
 
 def seed_everything(seed: int) -> None:
@@ -107,13 +127,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _sample(case: TrainingCase, slab: int, rng: np.random.Generator, counterfactual_p: float, omit_p: float = 0.0):
+def translate_in_plane(volume: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Shift ``volume`` [C, Z, Y, X] by (dy, dx) voxels without wrapping; uncovered voxels become 0."""
+    if dy == 0 and dx == 0:
+        return volume
+    out = torch.zeros_like(volume)
+    y, x = volume.shape[-2:]
+    if abs(dy) >= y or abs(dx) >= x:
+        return out
+    out[..., max(dy, 0):y + min(dy, 0), max(dx, 0):x + min(dx, 0)] = \
+        volume[..., max(-dy, 0):y - max(dy, 0), max(-dx, 0):x - max(dx, 0)]
+    return out
+
+
+def _sample(case: TrainingCase, slab: int, rng: np.random.Generator, counterfactual_p: float, omit_p: float = 0.0,
+            max_shift: int = 0):
+    """One training slab: (image, label, context, decisive) — decisive marks the context-dependent voxels."""
+    variant = 0
     if len(case.variants) > 1 and rng.random() < counterfactual_p:
-        context, label = case.variants[int(rng.integers(1, len(case.variants)))]
+        variant = int(rng.integers(1, len(case.variants)))
+        context, label = case.variants[variant]
     else:
         context, label = case.variants[0]
         if case.omissions and rng.random() < omit_p:
             context = case.omissions[int(rng.integers(len(case.omissions)))]
+            variant = None  # a field is unknown: the image decides, nothing to contrast
+    decisive = case.decisive[variant] if case.decisive and variant is not None else torch.zeros_like(label, dtype=torch.bool)
     z = case.image.shape[1]
     if z <= slab:
         start = 0
@@ -126,14 +165,31 @@ def _sample(case: TrainingCase, slab: int, rng: np.random.Generator, counterfact
         start = int(np.clip(centre - slab // 2, 0, z - slab))
     img = case.image[:, start:start + slab]
     lab = label[:, start:start + slab]
+    dec = decisive[:, start:start + slab]
     if img.shape[1] < slab:  # short volume: pad the slab
         pad = slab - img.shape[1]
         img = torch.nn.functional.pad(img, (0, 0, 0, 0, 0, pad))
         lab = torch.nn.functional.pad(lab, (0, 0, 0, 0, 0, pad))
+        dec = torch.nn.functional.pad(dec, (0, 0, 0, 0, 0, pad))
+    if max_shift > 0:  # image 0 = -1000 HU after scaling, so the gap is air
+        dy, dx = (int(v) for v in rng.integers(-max_shift, max_shift + 1, size=2))
+        img, lab, dec = (translate_in_plane(v, dy, dx) for v in (img, lab, dec))
     # Intensity augmentation (no mirroring: it would contradict the laterality in the context).
     img = img * float(rng.uniform(0.9, 1.1)) + float(rng.uniform(-0.05, 0.05))
     img = img + torch.randn_like(img) * float(rng.uniform(0.0, 0.02))
-    return img, lab, context
+    return img, lab, context, dec
+
+
+def context_contrast_loss(logits: torch.Tensor, labels: torch.Tensor, decisive: torch.Tensor) -> torch.Tensor:
+    """Mean over samples (with any decisive voxel) of the BCE averaged over that sample's decisive voxels."""
+    per_voxel = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    weights = decisive.to(per_voxel.dtype)
+    counts = weights.flatten(1).sum(1)
+    used = counts > 0
+    if not bool(used.any()):
+        return logits.sum() * 0.0
+    per_sample = (per_voxel * weights).flatten(1).sum(1)[used] / counts[used]
+    return per_sample.mean()
 
 
 def dice_score(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -204,7 +260,7 @@ def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: 
         losses = []
         for step in range(cfg.steps_per_epoch):
             batch = [_sample(train_cases[int(rng.integers(len(train_cases)))], cfg.slab_slices, rng,
-                             cfg.counterfactual_p, cfg.omit_p) for _ in range(cfg.batch_size)]
+                             cfg.counterfactual_p, cfg.omit_p, cfg.max_shift) for _ in range(cfg.batch_size)]
             global_step = epoch * cfg.steps_per_epoch + step + 1
             if cfg.lr_schedule == "cosine":
                 floor = cfg.lr / 20
@@ -217,6 +273,8 @@ def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: 
             labels = torch.stack([b[1] for b in batch])
             logits = model(images, [b[2] for b in batch])
             loss = loss_fn(logits, labels)
+            if cfg.contrast_weight > 0:
+                loss = loss + cfg.contrast_weight * context_contrast_loss(logits, labels, torch.stack([b[3] for b in batch]))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -128,6 +128,84 @@ def test_cli_trains_and_writes_a_checkpoint(tmp_path, capsys):
     assert payload["text_encoder"]["kind"] == "numeric"
 
 
+def test_decisive_voxels_are_where_the_counterfactual_target_differs(tiny_cases):
+    from segmentation.cohort import counterfactual_mask
+    from segmentation.training import _sample
+
+    model = SegmentationModel(ModelConfig(**TINY_CONFIG))
+    case = prepare_case(tiny_cases[0], model.config, model.net.divisor, counterfactual_mask)
+    own = case.variants[0][1] > 0.5
+    for (context, label), decisive in zip(case.variants[1:], case.decisive[1:]):
+        assert torch.equal(decisive, (label > 0.5) ^ own)
+    flip = next(i for i, (c, _) in enumerate(case.variants) if c["laterality"] != case.variants[0][0]["laterality"])
+    assert case.decisive[flip].sum() > 0  # the other breast differs
+    assert torch.equal(case.decisive[0], torch.stack(case.decisive[1:]).any(0))
+    rng = np.random.default_rng(0)
+    img, lab, context, decisive = _sample(case, 8, rng, counterfactual_p=1.0)
+    assert decisive.shape == lab.shape == img.shape and decisive.dtype == torch.bool
+    # An omitted component leaves nothing to contrast.
+    _, _, context, decisive = _sample(case, 8, np.random.default_rng(1), counterfactual_p=0.0, omit_p=1.0)
+    assert context in case.omissions and not decisive.any()
+
+
+def test_in_plane_translation_moves_image_label_and_decisive_voxels_together(tiny_cases):
+    from segmentation.cohort import counterfactual_mask
+    from segmentation.training import _sample, translate_in_plane
+
+    volume = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(1, 2, 3, 4)
+    moved = translate_in_plane(volume, 1, -2)
+    assert torch.equal(moved[0, :, 1:, :2], volume[0, :, :2, 2:])
+    assert not moved[0, :, 0].any() and not moved[0, :, :, 2:].any()  # filled with air (0), no wrap-around
+    assert not translate_in_plane(volume, 3, 0).any()
+    model = SegmentationModel(ModelConfig(**TINY_CONFIG))
+    case = prepare_case(tiny_cases[0], model.config, model.net.divisor, counterfactual_mask)
+    plain = _sample(case, 8, np.random.default_rng(5), counterfactual_p=1.0)
+    shifted = _sample(case, 8, np.random.default_rng(5), counterfactual_p=1.0, max_shift=3)
+    assert plain[2] == shifted[2]  # same draw of context
+    found = [(a, b) for a in range(-3, 4) for b in range(-3, 4)
+             if torch.equal(translate_in_plane(plain[1], a, b), shifted[1])
+             and torch.equal(translate_in_plane(plain[3], a, b), shifted[3])]
+    assert found and shifted[1].sum() <= plain[1].sum()
+
+
+def test_context_contrast_loss_averages_over_the_decisive_voxels_of_each_sample():
+    from segmentation.training import context_contrast_loss
+
+    logits = torch.zeros(2, 1, 2, 2, 2)
+    labels = torch.ones(2, 1, 2, 2, 2)
+    decisive = torch.zeros(2, 1, 2, 2, 2, dtype=torch.bool)
+    assert float(context_contrast_loss(logits, labels, decisive)) == 0.0
+    decisive[0, 0, 0, 0, 0] = True  # one voxel in sample 0, wrong with p = 0.5: BCE = ln 2
+    logits[0, 0, 1] = -20.0  # voxels outside the decisive set do not count
+    assert abs(float(context_contrast_loss(logits, labels, decisive)) - np.log(2)) < 1e-6
+    decisive[1] = True
+    logits[1] = 20.0  # sample 1 right everywhere: the mean over samples halves
+    assert abs(float(context_contrast_loss(logits, labels, decisive)) - np.log(2) / 2) < 1e-6
+
+
+def test_cli_fine_tunes_a_finished_checkpoint_with_the_contrast_term(tmp_path, capsys):
+    from segmentation.train import main
+
+    base = ["--text", "numeric", "--widths", "4,8", "--spacing", "18.75,31.25,31.25", "--roi", "8,16,16",
+            "--slab", "8", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--n-train", "2",
+            "--n-val", "1", "--case-shape", "32", "--no-progress"]
+    main(["--out", str(tmp_path / "a.pt"), *base])
+    first = read_checkpoint(tmp_path / "a.pt")
+    main(["--out", str(tmp_path / "b.pt"), *base, "--finetune-from", str(tmp_path / "a.pt"),
+          "--contrast-weight", "1.0", "--lr", "0"])
+    second = read_checkpoint(tmp_path / "b.pt")
+    assert second["cohort"]["finetuned_from"]["checkpoint_id"] == first["checkpoint_id"]
+    assert second["extra"]["train_config"]["contrast_weight"] == 1.0
+    # lr 0: the weights are the first checkpoint's, so fine-tuning really started from them.
+    for key, value in first["state_dict"].items():
+        if "context_norm" not in key:
+            assert torch.equal(value, second["state_dict"][key]), key
+    with pytest.raises(SystemExit, match="widths"):
+        main(["--out", str(tmp_path / "c.pt"), *[("4,8,16" if v == "4,8" else v) for v in base],
+              "--finetune-from", str(tmp_path / "a.pt")])
+    capsys.readouterr()
+
+
 def _body_midline_column(hu: np.ndarray) -> float:
     body = hu > -400
     return float(np.nonzero(body)[2].mean())
