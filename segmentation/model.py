@@ -163,11 +163,16 @@ def init_image_path_from(model: SegmentationModel, path) -> dict:
     source = {k: v for k, v in payload["state_dict"].items() if k.startswith("net.unet.")}
     if not source:
         raise ValueError(f"--init-from: {path} holds no U-Net weights (net.unet.*)")
+    widths = f" (widths {payload['config'].get('widths')} vs {list(model.config.widths)})"
+    return _copy_weights(model, payload, source, f"--init-from: {path}", widths)
+
+
+def _copy_weights(model: SegmentationModel, payload: dict, source: dict, origin: str, hint: str = "") -> dict:
+    """Load ``source`` (a subset of ``payload``'s weights) into ``model`` after checking every tensor fits."""
     target = model.state_dict()
     for key, value in source.items():
         if key not in target or target[key].shape != value.shape:
-            raise ValueError(f"--init-from: {path} does not fit this model at {key} "
-                             f"(widths {payload['config'].get('widths')} vs {list(model.config.widths)})")
+            raise ValueError(f"{origin} does not fit this model at {key}{hint}")
     model.load_state_dict(source, strict=False)
     return {"checkpoint_id": payload.get("checkpoint_id"), "tensors": len(source)}
 
@@ -184,9 +189,4 @@ def init_all_from(model: SegmentationModel, path) -> dict:
         if ours.get(key) != theirs.get(key):
             raise ValueError(f"--finetune-from: {path} was trained with {key}={theirs.get(key)!r}, "
                              f"this run asks for {ours.get(key)!r}")
-    target = model.state_dict()
-    for key, value in payload["state_dict"].items():
-        if key not in target or target[key].shape != value.shape:
-            raise ValueError(f"--finetune-from: {path} does not fit this model at {key}")
-    model.load_state_dict(payload["state_dict"], strict=False)
-    return {"checkpoint_id": payload.get("checkpoint_id"), "tensors": len(payload["state_dict"])}
+    return _copy_weights(model, payload, payload["state_dict"], f"--finetune-from: {path}")
