@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -59,6 +60,16 @@ def _coloured_pixels(png: bytes) -> int:
 
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
     return int(((pixels.max(-1) - pixels.min(-1)) > 80).sum())
+
+
+def _pixels_once(page, done, timeout_s: float = 10.0) -> int:
+    """Coloured pixels of the viewport, re-read every 200 ms until ``done(count)`` or the timeout (then the last count)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page.wait_for_timeout(200)
+        count = _coloured_pixels(page.locator("#viewer .viewport-wrap").screenshot())
+        if done(count) or time.monotonic() > deadline:
+            return count
 
 
 def test_case_list_and_schema_driven_editor(page, live_portal):
@@ -223,17 +234,18 @@ def test_contour_with_this_context_arrives_without_reload(page, live_portal):
     config = json.loads(page.inner_text("#page-config"))
     result = next(r for r in config["results"] if r.get("probability"))
     slices = sorted(int(k) for k in result["probability"]["slices"])
-    page.evaluate(f"window.contextrt.viewer.setSlice({slices[len(slices) // 2]})")
+    k = slices[len(slices) // 2]
+    page.evaluate(f"window.contextrt.viewer.setSlice({k})")
+    page.wait_for_function(f"document.querySelector('#viewer').dataset.slice === '{k}'")
     for box in page.locator("#viewer .legend-row .layer-visible").all():
         box.uncheck()
     wash = f"#viewer .legend-row[data-layer='prob-{result['job']}'] .layer-visible"
     page.check(wash)
-    page.wait_for_timeout(300)
-    shown = _coloured_pixels(page.locator("#viewer .viewport-wrap").screenshot())
+    # Poll rather than sleep: on a loaded machine (CI beside a training run) the redraw can take longer.
+    shown = _pixels_once(page, lambda n: n > 50)
     save_screenshot(page, "probability-wash")
     page.uncheck(wash)
-    page.wait_for_timeout(200)
-    hidden = _coloured_pixels(page.locator("#viewer .viewport-wrap").screenshot())
+    hidden = _pixels_once(page, lambda n: n < shown / 20)
     assert shown > 50 and hidden < shown / 20, (shown, hidden)
 
 
