@@ -18,6 +18,10 @@
   extra BCE term, averaged over those voxels per sample. Dice + CE over the whole slab barely
   notices a few hundred nodal voxels beside thousands of breast voxels; this term weighs each kind
   of context change by its own size, so "N1" has to add the nodes as firmly as "left" moves the side.
+- Stage coarsening (``coarsen_p`` > 0, breast): with that probability a sample's T and N stages are
+  rendered without their subdivision (cT1c → cT1, N2a → N2, N1mi → N1). The breast rules depend only on
+  the main stage, and with a few dozen training cases a rare string such as "cT1a" or "N2a" otherwise
+  becomes a key the model memorises (it over-segmented such cases).
 - Augmentation: random intensity scale/shift and Gaussian noise, small random z-shift, and with
   ``max_shift`` > 0 a random in-plane translation of up to that many working voxels (air fills the
   gap): another site's table position and field of view put the anatomy elsewhere in the sliding
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +62,7 @@ class TrainConfig:
     omit_p: float = 0.2
     contrast_weight: float = 0.0  # weight of the context-contrast BCE term (0: off)
     max_shift: int = 0  # in-plane translation augmentation, working voxels (0: off)
+    coarsen_p: float = 0.0  # probability of dropping the T/N subdivision from a breast sample's context
     lr_schedule: str = "constant"  # "constant" | "cosine" (decays to lr / 20 over the run)
     data_fraction: float = 1.0
     cohort: dict = field(default_factory=dict)
@@ -76,6 +82,20 @@ class TrainingCase:
 
 
 OMITTABLE = {"breast": ("laterality", "surgery", "N", "T")}
+_STAGE_KEYS = {"breast": ("cT", "pT", "cN", "pN")}
+_SUBDIVIDED = re.compile(r"^([TN][0-4])(mi|[a-d])$")
+
+
+def coarsen_stages(cancer_type: str, context: dict) -> dict:
+    """``context`` with its T/N stages reduced to the main stage (T1c → T1, N1mi → N1); breast only,
+    where the CTV rules read nothing finer (prostate's NCCN risk needs T2b/T2c, so it is left alone)."""
+    keys = _STAGE_KEYS.get(cancer_type, ())
+    out = dict(context)
+    for key in keys:
+        match = _SUBDIVIDED.match(str(out.get(key) or ""))
+        if match:
+            out[key] = match.group(1)
+    return out
 
 
 def _counterfactual_contexts(cancer_type: str, context: dict) -> list[dict]:
@@ -141,7 +161,7 @@ def translate_in_plane(volume: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 
 def _sample(case: TrainingCase, slab: int, rng: np.random.Generator, counterfactual_p: float, omit_p: float = 0.0,
-            max_shift: int = 0):
+            max_shift: int = 0, coarsen_p: float = 0.0, cancer_type: str = "breast"):
     """One training slab: (image, label, context, decisive) — decisive marks the context-dependent voxels."""
     variant = 0
     if len(case.variants) > 1 and rng.random() < counterfactual_p:
@@ -153,6 +173,8 @@ def _sample(case: TrainingCase, slab: int, rng: np.random.Generator, counterfact
             context = case.omissions[int(rng.integers(len(case.omissions)))]
             variant = None  # a field is unknown: the image decides, nothing to contrast
     decisive = case.decisive[variant] if case.decisive and variant is not None else torch.zeros_like(label, dtype=torch.bool)
+    if coarsen_p > 0 and rng.random() < coarsen_p:
+        context = coarsen_stages(cancer_type, context)
     z = case.image.shape[1]
     if z <= slab:
         start = 0
@@ -250,8 +272,11 @@ def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: 
         log(f"resumed after epoch {start_epoch}")
     standardised = getattr(model.net, "context_norm", None) is not None
     if standardised:
-        model.set_reference_contexts([ctx for case in train_cases for ctx in
-                                      [v[0] for v in case.variants] + (case.omissions if cfg.omit_p > 0 else [])])
+        bank = [ctx for case in train_cases for ctx in
+                [v[0] for v in case.variants] + (case.omissions if cfg.omit_p > 0 else [])]
+        if cfg.coarsen_p > 0:
+            bank += [coarsen_stages(model.config.cancer_type, ctx) for ctx in bank]
+        model.set_reference_contexts(bank)
     total_steps = cfg.epochs * cfg.steps_per_epoch
     t_start, steps_done_here = time.perf_counter(), 0
     model.train()
@@ -260,7 +285,8 @@ def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: 
         losses = []
         for step in range(cfg.steps_per_epoch):
             batch = [_sample(train_cases[int(rng.integers(len(train_cases)))], cfg.slab_slices, rng,
-                             cfg.counterfactual_p, cfg.omit_p, cfg.max_shift) for _ in range(cfg.batch_size)]
+                             cfg.counterfactual_p, cfg.omit_p, cfg.max_shift, cfg.coarsen_p, model.config.cancer_type)
+                     for _ in range(cfg.batch_size)]
             global_step = epoch * cfg.steps_per_epoch + step + 1
             if cfg.lr_schedule == "cosine":
                 floor = cfg.lr / 20

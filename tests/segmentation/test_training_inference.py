@@ -168,6 +168,22 @@ def test_in_plane_translation_moves_image_label_and_decisive_voxels_together(tin
     assert found and shifted[1].sum() <= plain[1].sum()
 
 
+def test_stage_coarsening_keeps_the_main_stage_and_the_breast_ctv():
+    from fixtures.rules import breast_ctv_regions
+    from segmentation.training import coarsen_stages
+
+    context = {"laterality": "left", "surgery": "mastectomy", "cT": "T1a", "cN": "N1", "pT": "T1mi", "pN": "N1mi"}
+    coarse = coarsen_stages("breast", context)
+    assert (coarse["cT"], coarse["pT"], coarse["cN"], coarse["pN"]) == ("T1", "T1", "N1", "N1")
+    assert context["cT"] == "T1a"  # the input is not changed
+    for stage in ("Tis", "T0", "TX", "N0", "NX", "T2"):
+        assert coarsen_stages("breast", {"cT": stage})["cT"] == stage
+    for t, n in (("T4b", "N3a"), ("T1c", "N2a"), ("T2", "N1mi"), ("T3", "N0")):
+        full = {"laterality": "right", "surgery": "bcs", "cT": t, "cN": n}
+        assert breast_ctv_regions(coarsen_stages("breast", full)) == breast_ctv_regions(full)
+    assert coarsen_stages("prostate", {"t_stage": "T2b"}) == {"t_stage": "T2b"}  # NCCN risk reads T2b
+
+
 def test_context_contrast_loss_averages_over_the_decisive_voxels_of_each_sample():
     from segmentation.training import context_contrast_loss
 
