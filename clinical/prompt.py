@@ -6,7 +6,7 @@ component-omission study removes a component.
 """
 from __future__ import annotations
 
-from clinical.risk import nccn_risk_group
+from clinical.risk import n_stage_positive, nccn_risk_group, t_stage_advanced
 from clinical.schema import validate_context
 
 _SURGERY_TEXT = {"bcs": "breast conserving surgery", "mastectomy": "total mastectomy"}
@@ -14,15 +14,27 @@ _SIDE_TEXT = {"left": "left side", "right": "right side", "bilateral": "bilatera
 
 
 def breast_n_stage(context: dict) -> str | None:
-    """Pathological N when known (post-operative setting), else clinical N."""
-    return context.get("pN") or context.get("cN")
+    """The one N stage the prompt shows: the pathological N when known (post-operative setting), else the
+    clinical N, except that a positive clinical N outranks a negative pathological one.
+
+    After neoadjuvant chemotherapy a cN1 often becomes ypN0, and the regional nodes are still treated
+    (the CTV rules read "any recorded N stage positive"); showing "N0" there would tell the model the
+    opposite of its target, and a trainee's "what if cN1" edit would not reach the text.
+    """
+    clinical, pathological = context.get("cN"), context.get("pN")
+    if n_stage_positive(clinical) and not n_stage_positive(pathological):
+        return clinical
+    return pathological or clinical
 
 
 def breast_t_stage(context: dict) -> tuple[str, str] | None:
-    if context.get("cT"):
-        return "c", context["cT"]
-    if context.get("pT"):
-        return "p", context["pT"]
+    """("c", cT) when known, else ("p", pT); a T3/T4 pathological stage outranks an earlier clinical one,
+    since an advanced primary by either record brings in the nodes."""
+    clinical, pathological = context.get("cT"), context.get("pT")
+    if clinical and not (t_stage_advanced(pathological) and not t_stage_advanced(clinical)):
+        return "c", clinical
+    if pathological:
+        return "p", pathological
     return None
 
 

@@ -1,4 +1,5 @@
-"""NCCN prostate risk groups (NCCN Guidelines, prostate cancer, initial risk stratification).
+"""Staging facts the CTV rules and the prompt share: NCCN prostate risk groups (NCCN Guidelines,
+prostate cancer, initial risk stratification) and which breast T / N stages bring in the nodes.
 
 Simplified to the fields the context holds: biopsy core counts and PSA density are
 not recorded, so "very low" is reported as "low".
@@ -6,6 +7,16 @@ not recorded, so "very low" is reported as "low".
 from __future__ import annotations
 
 HIGH_RISK_GROUPS = ("high", "very_high")
+
+
+def n_stage_positive(stage: str | None) -> bool:
+    """A recorded N stage other than N0 / NX (N1mi counts: it is a positive node)."""
+    return bool(stage) and stage not in ("N0", "NX")
+
+
+def t_stage_advanced(stage: str | None) -> bool:
+    """T3 or T4 (any subdivision)."""
+    return bool(stage) and stage.startswith(("T3", "T4"))
 
 
 def nccn_risk_group(context: dict) -> str | None:

@@ -7,7 +7,9 @@
   both body sides — laterality is only decidable with the midline in view), centred on a target
   voxel with probability 2/3 ("random patches covering the target"), else anywhere.
 - Context augmentation: with probability ``counterfactual_p`` the case's context is swapped for a
-  counterfactual one (laterality flipped, N0↔N1, BCS↔mastectomy) and the target is the matching
+  counterfactual one (breast: laterality flipped, N0↔N1, BCS↔mastectomy, and T2↔T3 where no N
+  stage is positive; prostate: intact↔post-prostatectomy, SV invasion on↔off, across the pelvic-node
+  rule by age or PSA) and the target is the matching
   counterfactual ground truth on the same anatomy (``fixtures.ctv_for``), so the model must read
   the context rather than guess from anatomy.
 - Component omission: with probability ``omit_p`` one component (laterality, surgery, N or T) is
@@ -44,6 +46,8 @@ import numpy as np
 import torch
 from monai.losses import DiceCELoss, DiceFocalLoss
 
+from clinical.prompt import breast_n_stage, breast_t_stage, omit_fields
+from clinical.risk import HIGH_RISK_GROUPS, n_stage_positive, nccn_risk_group, t_stage_advanced
 from segmentation.model import ModelConfig, SegmentationModel, save_checkpoint
 from segmentation.transforms import prepare, prepare_label
 
@@ -98,19 +102,56 @@ def coarsen_stages(cancer_type: str, context: dict) -> dict:
     return out
 
 
+def _with_stage(context: dict, keys: tuple[str, str], value: str) -> dict:
+    """``context`` with every recorded stage of ``keys`` (clinical, pathological) set to ``value``; the
+    clinical one is set even when unrecorded. Changing only the stage the prompt shows would leave the
+    other record deciding the CTV (cN1 with pN0 keeps the nodes), and the text would contradict the target."""
+    clinical, pathological = keys
+    out = dict(context, **{clinical: value})
+    if context.get(pathological):
+        out[pathological] = value
+    return out
+
+
+def _prostate_counterfactuals(context: dict) -> list[dict]:
+    """Intact <-> post-prostatectomy (with the RT aim that goes with it), seminal-vesicle invasion on <-> off
+    (with the T stage that goes with it: T3b is SV invasion), and across the pelvic-node rule: a high-risk
+    case under 80 turns 82, one of 80 or more turns 72, and a lower-risk case gets a PSA of 25 ng/mL."""
+    out = []
+    if context.get("prostatectomy") is not None:
+        post = not context["prostatectomy"]
+        out.append(dict(context, prostatectomy=post, rt_aim="salvage" if post else "definitive"))
+    if context.get("sv_invasion") is not None and context.get("t_stage"):
+        invaded = not context["sv_invasion"]
+        out.append(dict(context, sv_invasion=invaded, t_stage="T3b" if invaded else "T3a"))
+    risk = nccn_risk_group(context)
+    if risk in HIGH_RISK_GROUPS and context.get("age") is not None:
+        out.append(dict(context, age=72 if context["age"] >= 80 else 82))
+    elif risk is not None:
+        out.append(dict(context, psa=25.0))
+    return out
+
+
 def _counterfactual_contexts(cancer_type: str, context: dict) -> list[dict]:
+    """The case's context with one component changed. Breast: laterality flipped, N0 <-> N1,
+    BCS <-> mastectomy, and, where no N stage is positive (so T alone decides the nodes), T2 <-> T3.
+    Prostate: see ``_prostate_counterfactuals``."""
+    if cancer_type == "prostate":
+        return _prostate_counterfactuals(context)
     if cancer_type != "breast":
         return []
     out = []
     side = context.get("laterality")
     if side in ("left", "right"):
         out.append(dict(context, laterality="right" if side == "left" else "left"))
-    n_key = "pN" if context.get("pN") else "cN"
-    n = context.get(n_key)
+    n = breast_n_stage(context)
     if n is not None:
-        out.append(dict(context, **{n_key: "N0" if n != "N0" else "N1"}))
+        out.append(_with_stage(context, ("cN", "pN"), "N0" if n_stage_positive(n) else "N1"))
     if context.get("surgery") in ("bcs", "mastectomy"):
         out.append(dict(context, surgery="mastectomy" if context["surgery"] == "bcs" else "bcs"))
+    t = breast_t_stage(context)
+    if t is not None and not any(n_stage_positive(context.get(k)) for k in ("cN", "pN")):
+        out.append(_with_stage(context, ("cT", "pT"), "T2" if t_stage_advanced(t[1]) else "T3"))
     return out
 
 
@@ -125,19 +166,14 @@ def prepare_case(case, config: ModelConfig, divisor: int, counterfactual_fn=None
     case_id = f"{getattr(case, 'site', '')}-{getattr(case, 'index', '')}"
     omissions = []
     if with_variants:
-        from clinical.prompt import omit_fields
-
         own = dict(case.context)
         omissions = [c for c in (omit_fields(config.cancer_type, own, (f,)) for f in OMITTABLE.get(config.cancer_type, ()))
                      if c != own]
     decisive = []
     if len(variants) > 1:
         own = variants[0][1] > 0.5
-        decisive = [None] + [(label > 0.5) ^ own for _, label in variants[1:]]
-        union = torch.zeros_like(own)
-        for mask in decisive[1:]:
-            union |= mask
-        decisive[0] = union
+        changed = [(label > 0.5) ^ own for _, label in variants[1:]]
+        decisive = [torch.stack(changed).any(0)] + changed
     return TrainingCase(case_id, image, variants, omissions, decisive)
 
 
@@ -160,21 +196,37 @@ def translate_in_plane(volume: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return out
 
 
-def _sample(case: TrainingCase, slab: int, rng: np.random.Generator, counterfactual_p: float, omit_p: float = 0.0,
-            max_shift: int = 0, coarsen_p: float = 0.0, cancer_type: str = "breast"):
+@dataclass(frozen=True)
+class SampleOptions:
+    """How ``_sample`` draws one training slab (the sampling part of ``TrainConfig``)."""
+
+    slab: int
+    counterfactual_p: float = 0.0
+    omit_p: float = 0.0
+    max_shift: int = 0
+    coarsen_p: float = 0.0
+    cancer_type: str = "breast"
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, cancer_type: str) -> "SampleOptions":
+        return cls(cfg.slab_slices, cfg.counterfactual_p, cfg.omit_p, cfg.max_shift, cfg.coarsen_p, cancer_type)
+
+
+def _sample(case: TrainingCase, rng: np.random.Generator, options: SampleOptions):
     """One training slab: (image, label, context, decisive) — decisive marks the context-dependent voxels."""
+    slab = options.slab
     variant = 0
-    if len(case.variants) > 1 and rng.random() < counterfactual_p:
+    if len(case.variants) > 1 and rng.random() < options.counterfactual_p:
         variant = int(rng.integers(1, len(case.variants)))
         context, label = case.variants[variant]
     else:
         context, label = case.variants[0]
-        if case.omissions and rng.random() < omit_p:
+        if case.omissions and rng.random() < options.omit_p:
             context = case.omissions[int(rng.integers(len(case.omissions)))]
             variant = None  # a field is unknown: the image decides, nothing to contrast
     decisive = case.decisive[variant] if case.decisive and variant is not None else torch.zeros_like(label, dtype=torch.bool)
-    if coarsen_p > 0 and rng.random() < coarsen_p:
-        context = coarsen_stages(cancer_type, context)
+    if options.coarsen_p > 0 and rng.random() < options.coarsen_p:
+        context = coarsen_stages(options.cancer_type, context)
     z = case.image.shape[1]
     if z <= slab:
         start = 0
@@ -193,8 +245,8 @@ def _sample(case: TrainingCase, slab: int, rng: np.random.Generator, counterfact
         img = torch.nn.functional.pad(img, (0, 0, 0, 0, 0, pad))
         lab = torch.nn.functional.pad(lab, (0, 0, 0, 0, 0, pad))
         dec = torch.nn.functional.pad(dec, (0, 0, 0, 0, 0, pad))
-    if max_shift > 0:  # image 0 = -1000 HU after scaling, so the gap is air
-        dy, dx = (int(v) for v in rng.integers(-max_shift, max_shift + 1, size=2))
+    if options.max_shift > 0:  # image 0 = -1000 HU after scaling, so the gap is air
+        dy, dx = (int(v) for v in rng.integers(-options.max_shift, options.max_shift + 1, size=2))
         img, lab, dec = (translate_in_plane(v, dy, dx) for v in (img, lab, dec))
     # Intensity augmentation (no mirroring: it would contradict the laterality in the context).
     img = img * float(rng.uniform(0.9, 1.1)) + float(rng.uniform(-0.05, 0.05))
@@ -277,6 +329,7 @@ def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: 
         if cfg.coarsen_p > 0:
             bank += [coarsen_stages(model.config.cancer_type, ctx) for ctx in bank]
         model.set_reference_contexts(bank)
+    sampling = SampleOptions.from_config(cfg, model.config.cancer_type)
     total_steps = cfg.epochs * cfg.steps_per_epoch
     t_start, steps_done_here = time.perf_counter(), 0
     model.train()
@@ -284,8 +337,7 @@ def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: 
     for epoch in range(start_epoch, cfg.epochs):
         losses = []
         for step in range(cfg.steps_per_epoch):
-            batch = [_sample(train_cases[int(rng.integers(len(train_cases)))], cfg.slab_slices, rng,
-                             cfg.counterfactual_p, cfg.omit_p, cfg.max_shift, cfg.coarsen_p, model.config.cancer_type)
+            batch = [_sample(train_cases[int(rng.integers(len(train_cases)))], rng, sampling)
                      for _ in range(cfg.batch_size)]
             global_step = epoch * cfg.steps_per_epoch + step + 1
             if cfg.lr_schedule == "cosine":

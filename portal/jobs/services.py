@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from clinical import CANCER_TYPES
 from portal.accounts import scoping
 from portal.jobs import events
 from portal.jobs.models import FINAL_STATES, REUSABLE_STATES, TRANSITIONS, Job, Kind, Queue, State
@@ -53,14 +54,19 @@ def available_checkpoints() -> list[str]:
     return sorted(p.name for p in directory.glob("*.pt") if _CHECKPOINT_RE.match(p.name))
 
 
-def default_checkpoint() -> str:
+def default_checkpoint(cancer_type: str | None = None) -> str:
+    """The checkpoint a job gets when none is named. The configured default, unless its file name says it is
+    another cancer type's (``<type>_…``); then ``<type>_multimodal.pt``, any ``<type>_*.pt``, the first by name.
+    A breast default thus never reaches a prostate case, which the worker would refuse."""
     configured = getattr(settings, "CONTEXTRT_DEFAULT_CHECKPOINT", "")
     names = available_checkpoints()
-    if configured and configured in names:
-        return configured
     if not names:
         raise JobError(f"no model checkpoint (*.pt) in {checkpoint_dir()}", field="checkpoint")
-    return names[0]
+    configured_type = next((t for t in CANCER_TYPES if configured.startswith(f"{t}_")), None)
+    preferred = [configured] if cancer_type is None or configured_type in (None, cancer_type) else []
+    if cancer_type:
+        preferred += [f"{cancer_type}_multimodal.pt"] + [n for n in names if n.startswith(f"{cancer_type}_")]
+    return next((n for n in preferred if n in names), names[0])
 
 
 def checkpoint_path(name: str) -> Path:
@@ -106,7 +112,7 @@ def submit_job(user, kind: str, case=None, checkpoint: str | None = None, contex
     _check_submitter(user, case)
     if kind in (Kind.INFERENCE, Kind.WHAT_IF) and case is None:
         raise JobError(f"a {kind} job needs a case", field="case")
-    checkpoint = checkpoint or default_checkpoint()
+    checkpoint = checkpoint or default_checkpoint(case.cancer_type if case is not None else None)
     checkpoint_path(checkpoint)
     if context_version is None and case is not None:
         context_version = case.current_context
@@ -162,7 +168,8 @@ def submit_batch(user, cases, checkpoint: str | None = None, *, study_key: str =
     cases = list(cases)
     if not cases:
         raise JobError("a batch needs at least one case", field="cases")
-    checkpoint = checkpoint or default_checkpoint()
+    cancer_types = {case.cancer_type for case in cases}
+    checkpoint = checkpoint or default_checkpoint(cancer_types.pop() if len(cancer_types) == 1 else None)
     checkpoint_path(checkpoint)
     with transaction.atomic():
         batch, _ = submit_job(user, Kind.BATCH, None, checkpoint, study_key=study_key, dispatch=False)

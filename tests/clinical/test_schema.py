@@ -8,6 +8,19 @@ def test_breast_prompt_matches_llmseg_form():
     assert render_prompt("breast", ctx) == "N1, cT2, breast conserving surgery, left side"
 
 
+def test_breast_prompt_shows_the_stage_the_nodes_depend_on():
+    base = {"laterality": "left", "surgery": "bcs", "cT": "T2"}
+    # pathological N when known ...
+    assert render_prompt("breast", dict(base, cN="N1", pN="N1a")).startswith("N1a, ")
+    assert render_prompt("breast", dict(base, cN="N0", pN="N0")).startswith("N0, ")
+    # ... but a positive clinical N outranks ypN0 after neoadjuvant chemotherapy (the nodes stay in the CTV)
+    assert render_prompt("breast", dict(base, cN="N1", pN="N0", neoadjuvant_chemo=True)).startswith("N1, ")
+    assert render_prompt("breast", dict(base, cN="N2a", pN="NX")).startswith("N2a, ")
+    # a pT3 found at surgery outranks an earlier cT2
+    assert render_prompt("breast", dict(base, cN="N0", pT="T3")) == "N0, pT3, breast conserving surgery, left side"
+    assert render_prompt("breast", dict(base, cN="N0", pT="T1c")) == "N0, cT2, breast conserving surgery, left side"
+
+
 def test_missing_fields_are_left_out_never_nan():
     text = render_prompt("breast", {"laterality": "right", "surgery": "mastectomy", "cN": "nan"})
     assert text == "total mastectomy, right side"

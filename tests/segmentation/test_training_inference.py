@@ -130,7 +130,7 @@ def test_cli_trains_and_writes_a_checkpoint(tmp_path, capsys):
 
 def test_decisive_voxels_are_where_the_counterfactual_target_differs(tiny_cases):
     from segmentation.cohort import counterfactual_mask
-    from segmentation.training import _sample
+    from segmentation.training import SampleOptions, _sample
 
     model = SegmentationModel(ModelConfig(**TINY_CONFIG))
     case = prepare_case(tiny_cases[0], model.config, model.net.divisor, counterfactual_mask)
@@ -141,16 +141,16 @@ def test_decisive_voxels_are_where_the_counterfactual_target_differs(tiny_cases)
     assert case.decisive[flip].sum() > 0  # the other breast differs
     assert torch.equal(case.decisive[0], torch.stack(case.decisive[1:]).any(0))
     rng = np.random.default_rng(0)
-    img, lab, context, decisive = _sample(case, 8, rng, counterfactual_p=1.0)
+    img, lab, context, decisive = _sample(case, rng, SampleOptions(8, counterfactual_p=1.0))
     assert decisive.shape == lab.shape == img.shape and decisive.dtype == torch.bool
     # An omitted component leaves nothing to contrast.
-    _, _, context, decisive = _sample(case, 8, np.random.default_rng(1), counterfactual_p=0.0, omit_p=1.0)
+    _, _, context, decisive = _sample(case, np.random.default_rng(1), SampleOptions(8, omit_p=1.0))
     assert context in case.omissions and not decisive.any()
 
 
 def test_in_plane_translation_moves_image_label_and_decisive_voxels_together(tiny_cases):
     from segmentation.cohort import counterfactual_mask
-    from segmentation.training import _sample, translate_in_plane
+    from segmentation.training import SampleOptions, _sample, translate_in_plane
 
     volume = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(1, 2, 3, 4)
     moved = translate_in_plane(volume, 1, -2)
@@ -159,8 +159,8 @@ def test_in_plane_translation_moves_image_label_and_decisive_voxels_together(tin
     assert not translate_in_plane(volume, 3, 0).any()
     model = SegmentationModel(ModelConfig(**TINY_CONFIG))
     case = prepare_case(tiny_cases[0], model.config, model.net.divisor, counterfactual_mask)
-    plain = _sample(case, 8, np.random.default_rng(5), counterfactual_p=1.0)
-    shifted = _sample(case, 8, np.random.default_rng(5), counterfactual_p=1.0, max_shift=3)
+    plain = _sample(case, np.random.default_rng(5), SampleOptions(8, counterfactual_p=1.0))
+    shifted = _sample(case, np.random.default_rng(5), SampleOptions(8, counterfactual_p=1.0, max_shift=3))
     assert plain[2] == shifted[2]  # same draw of context
     found = [(a, b) for a in range(-3, 4) for b in range(-3, 4)
              if torch.equal(translate_in_plane(plain[1], a, b), shifted[1])
@@ -182,6 +182,74 @@ def test_stage_coarsening_keeps_the_main_stage_and_the_breast_ctv():
         full = {"laterality": "right", "surgery": "bcs", "cT": t, "cN": n}
         assert breast_ctv_regions(coarsen_stages("breast", full)) == breast_ctv_regions(full)
     assert coarsen_stages("prostate", {"t_stage": "T2b"}) == {"t_stage": "T2b"}  # NCCN risk reads T2b
+
+
+def _text_says_nodes(context: dict) -> bool:
+    """What the rendered prompt tells the model about the nodes: a positive N or a T3/T4 in the text."""
+    from clinical.prompt import render_prompt
+
+    words = render_prompt("breast", context).split(", ")
+    return any(w.startswith("N") and w not in ("N0", "NX") for w in words) or \
+        any(w[1:].startswith(("T3", "T4")) for w in words if w[:1] in "cp")
+
+
+BREAST_STAGE_MIX = [
+    # own context, including the neoadjuvant cN1 -> ypN0 case whose nodes stay in the CTV
+    {"cT": "T2", "cN": "N1", "pT": "T2", "pN": "N1a"},
+    {"cT": "T1c", "cN": "N2a", "pT": "T0", "pN": "N0", "neoadjuvant_chemo": True},
+    {"cT": "T3", "cN": "N0", "pT": "T3", "pN": "N0"},
+    {"cT": "T1b", "cN": "N0", "pT": "T1b", "pN": "N0"},
+    {"cT": "T4b", "cN": "N1"},
+    {"cT": "T2", "cN": "N0"},
+    {"cT": "T2", "pT": "T3", "pN": "N0"},
+]
+
+
+@pytest.mark.parametrize("stages", BREAST_STAGE_MIX)
+def test_prompt_and_every_counterfactual_agree_with_the_ctv_rule(stages):
+    """The text never contradicts the target: before the fix, the N0 counterfactual of a cN1 / pN1a case
+    changed only pN, so the prompt said "N0" while the rule kept the nodes (6 of 12 node-positive
+    training cases)."""
+    from fixtures.rules import breast_nodes_indicated
+    from segmentation.training import _counterfactual_contexts
+
+    own = dict(stages, laterality="left", surgery="bcs")
+    assert _text_says_nodes(own) == breast_nodes_indicated(own)
+    variants = _counterfactual_contexts("breast", own)
+    for variant in variants:
+        assert _text_says_nodes(variant) == breast_nodes_indicated(variant), variant
+    # the N variant always crosses the N0 / N1 line, and a T variant exists exactly where T alone decides
+    n_variant = next(v for v in variants if v.get("cN") != own.get("cN") or v.get("pN") != own.get("pN"))
+    assert n_variant["cN"] in ("N0", "N1")
+    has_t_variant = any((v.get("cT"), v.get("pT")) != (own.get("cT"), own.get("pT")) for v in variants)
+    assert has_t_variant == (own.get("cN") in (None, "N0") and own.get("pN") in (None, "N0"))
+
+
+@pytest.mark.parametrize("context", [
+    {"t_stage": "T2b", "psa": 3.9, "gleason_primary": 3, "gleason_secondary": 3, "age": 78, "sv_invasion": False,
+     "prostatectomy": True, "rt_aim": "adjuvant"},
+    {"t_stage": "T3b", "psa": 46.6, "gleason_primary": 5, "gleason_secondary": 4, "age": 84, "sv_invasion": True,
+     "prostatectomy": False, "rt_aim": "definitive"},
+    {"t_stage": "T3a", "psa": 13.1, "gleason_primary": 4, "gleason_secondary": 3, "age": 53, "sv_invasion": False,
+     "prostatectomy": False, "rt_aim": "definitive"},
+])
+def test_prostate_counterfactuals_are_valid_and_each_changes_the_ctv(context):
+    from clinical import render_prompt, validate_context
+    from fixtures.rules import prostate_ctv_regions
+    from segmentation.training import _counterfactual_contexts
+
+    own = validate_context("prostate", context)
+    variants = _counterfactual_contexts("prostate", own)
+    assert len(variants) == 3  # surgery, seminal vesicles, pelvic-node rule
+    own_regions = set(prostate_ctv_regions(own))
+    changed = []
+    for variant in variants:
+        variant = validate_context("prostate", variant)  # a contradictory context would be refused here
+        assert render_prompt("prostate", variant) != render_prompt("prostate", own)
+        changed.append(set(prostate_ctv_regions(variant)) ^ own_regions)
+    assert changed[0] == {"prostate", "prostate_bed"}
+    assert "seminal_vesicles" in changed[1]
+    assert changed[2] == {"pelvic_nodes"}
 
 
 def test_context_contrast_loss_averages_over_the_decisive_voxels_of_each_sample():
