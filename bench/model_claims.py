@@ -66,6 +66,29 @@ def skin_band(case, depth_mm: float = 5.0) -> np.ndarray:
     return body & (dist < depth_mm)
 
 
+def score_case(mm, vision, case, cancer_type: str, numbers: dict, rows: dict):
+    """Full multimodal and vision-only runs on one case: timings into ``numbers``, Dice / IoU / HD95 into
+    ``rows``; returns the multimodal result (its image features stay cached for the what-ifs)."""
+    sp = case.grid.spacing_zyx
+    mm.clear_cache()
+    cpu = time.process_time()
+    res = mm.predict(case.hu, sp, cancer_type, case.context)
+    numbers["timing"]["full_cpu_s"].append(time.process_time() - cpu)
+    numbers["timing"]["full_s"].append(res.timings["total"])
+    vres = vision.predict(case.hu, sp, cancer_type, None)
+    numbers["timing"]["vision_s"].append(vres.timings["total"])
+    for name, r in (("multimodal", res), ("vision", vres)):
+        panel = compute_panel(r.mask, case.ctv, sp)
+        rows[name].append({k: panel[k] for k in ("dice", "iou", "hd95_mm")})
+    return res
+
+
+def site_means(rows: dict, n: int) -> dict:
+    means = {name: {k: float(np.nanmean([row[k] for row in vals])) for k in ("dice", "iou", "hd95_mm")}
+             for name, vals in rows.items()}
+    return dict(means, n=n)
+
+
 def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=None) -> tuple[list, dict]:
     mm = Segmenter.from_checkpoint(mm_path or CKPT_DIR / "breast_multimodal.pt")
     vision = Segmenter.from_checkpoint(vision_path or CKPT_DIR / "breast_vision.pt")
@@ -78,16 +101,7 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
         rows = {"multimodal": [], "vision": []}
         for case in cases:
             sp = case.grid.spacing_zyx
-            mm.clear_cache()
-            cpu = time.process_time()
-            res = mm.predict(case.hu, sp, "breast", case.context)
-            numbers["timing"]["full_cpu_s"].append(time.process_time() - cpu)
-            numbers["timing"]["full_s"].append(res.timings["total"])
-            vres = vision.predict(case.hu, sp, "breast", None)
-            numbers["timing"]["vision_s"].append(vres.timings["total"])
-            for name, r in (("multimodal", res), ("vision", vres)):
-                panel = compute_panel(r.mask, case.ctv, sp)
-                rows[name].append({k: panel[k] for k in ("dice", "iou", "hd95_mm")})
+            res = score_case(mm, vision, case, "breast", numbers, rows)
             if site != "internal":
                 continue
             ctx = case.context
@@ -122,10 +136,7 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
             for field in OMIT:
                 r = mm.what_if(case.hu, sp, "breast", ctx, omit=(field,))
                 numbers["omission"][field].append(base - compute_panel(r.mask, case.ctv, sp)["dice"])
-        numbers["per_site"][site] = {
-            name: {k: float(np.nanmean([row[k] for row in vals])) for k in ("dice", "iou", "hd95_mm")}
-            for name, vals in rows.items()}
-        numbers["per_site"][site]["n"] = len(cases)
+        numbers["per_site"][site] = site_means(rows, len(cases))
 
     claims = []
 
@@ -173,16 +184,7 @@ def run_prostate(per_site: int, shape: int, seed: int, mm_path=None, vision_path
         rows = {"multimodal": [], "vision": []}
         for case in cases:
             sp, ctx = case.grid.spacing_zyx, case.context
-            mm.clear_cache()
-            cpu = time.process_time()
-            res = mm.predict(case.hu, sp, "prostate", ctx)
-            numbers["timing"]["full_cpu_s"].append(time.process_time() - cpu)
-            numbers["timing"]["full_s"].append(res.timings["total"])
-            vres = vision.predict(case.hu, sp, "prostate", None)
-            numbers["timing"]["vision_s"].append(vres.timings["total"])
-            for name, r in (("multimodal", res), ("vision", vres)):
-                panel = compute_panel(r.mask, case.ctv, sp)
-                rows[name].append({k: panel[k] for k in ("dice", "iou", "hd95_mm")})
+            res = score_case(mm, vision, case, "prostate", numbers, rows)
             if site != "internal":
                 continue
             # Across the pelvic-node rule: a PSA of 25 ng/mL makes a lower-risk case NCCN high risk.
@@ -203,10 +205,7 @@ def run_prostate(per_site: int, shape: int, seed: int, mm_path=None, vision_path
                 numbers["timing"]["what_if_cpu_s"].append(time.process_time() - cpu)
                 numbers["timing"]["what_if_s"].append(b.timings["total"])
                 numbers["bed"].append(coverage(b.mask, bed) - coverage(res.mask, bed))
-        numbers["per_site"][site] = {
-            name: {k: float(np.nanmean([row[k] for row in vals])) for k in ("dice", "iou", "hd95_mm")}
-            for name, vals in rows.items()}
-        numbers["per_site"][site]["n"] = len(cases)
+        numbers["per_site"][site] = site_means(rows, len(cases))
 
     claims = []
 
