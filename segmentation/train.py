@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coarsen-p", type=float, default=0.0,
                    help="breast: probability of rendering a sample's T/N stages without their subdivision "
                         "(cT1c -> cT1, N2a -> N2); the CTV rules read only the main stage")
+    p.add_argument("--stats-every", type=int, default=1,
+                   help="re-encode the training contexts for the context standardiser every K steps (and at "
+                        "every epoch's end); K > 1 trades exactness for speed")
     p.add_argument("--resume", action="store_true", help="continue from OUT.resume if present")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -146,7 +149,7 @@ def main(argv=None, stdout=None, progress_callback=None) -> dict:
                       counterfactual_p=args.counterfactual_p if model.uses_text else 0.0,
                       omit_p=args.omit_p if model.uses_text else 0.0,
                       contrast_weight=args.contrast_weight if model.uses_text else 0.0, max_shift=args.max_shift,
-                      coarsen_p=args.coarsen_p if model.uses_text else 0.0,
+                      coarsen_p=args.coarsen_p if model.uses_text else 0.0, stats_every=args.stats_every,
                       data_fraction=args.data_fraction, cohort=cohort)
     bar = None if args.no_progress else tqdm(total=cfg.epochs * cfg.steps_per_epoch, file=out, desc="training")
 

@@ -61,6 +61,29 @@ def test_resume_continues_after_the_last_epoch(tiny_cases, tmp_path):
     assert len(read_checkpoint(tmp_path / "v.pt")["history"]) == 2
 
 
+def test_context_statistics_refresh_every_k_steps_and_are_current_when_saved(tiny_cases, tmp_path, monkeypatch):
+    from segmentation.cohort import counterfactual_mask
+
+    torch.manual_seed(0)
+    model = SegmentationModel(ModelConfig(context_norm=True, **TINY_CONFIG))
+    cases = [prepare_case(c, model.config, model.net.divisor, counterfactual_mask) for c in tiny_cases[:2]]
+    refreshed_at, steps = [], []
+    original = model.refresh_context_statistics
+    monkeypatch.setattr(model, "refresh_context_statistics",
+                        lambda: (refreshed_at.append(len(steps)), original())[1])
+    cfg = TrainConfig(epochs=2, steps_per_epoch=5, batch_size=1, lr=1e-2, slab_slices=8, stats_every=3)
+    train(model, cases, cases[:1], cfg, tmp_path / "m.pt", progress=steps.append)
+    # Once before the first step, then after global steps 3, 6, 9 and each epoch's last (5, 10); a
+    # refresh after step k runs before step k is reported, so it is logged with k - 1 steps seen.
+    assert [n + 1 for n in refreshed_at[1:]] == [3, 5, 6, 9, 10] and refreshed_at[0] == 0
+    saved = read_checkpoint(tmp_path / "m.pt")["state_dict"]
+    original()  # statistics of the final prompts: what the checkpoint must already hold
+    for name in ("mean", "whiten"):
+        assert torch.allclose(saved[f"net.context_norm.{name}"], getattr(model.net.context_norm, name))
+    with pytest.raises(ValueError, match="stats_every"):
+        train(model, cases, [], TrainConfig(epochs=1, steps_per_epoch=1, stats_every=0), tmp_path / "x.pt")
+
+
 def test_inference_returns_mask_on_the_original_grid(tiny_checkpoints, tiny_cases):
     seg = Segmenter.from_checkpoint(tiny_checkpoints["mm"])
     case = tiny_cases[0]
