@@ -54,6 +54,21 @@ def available_checkpoints() -> list[str]:
     return sorted(p.name for p in directory.glob("*.pt") if _CHECKPOINT_RE.match(p.name))
 
 
+def checkpoint_cancer_type(name: str) -> str | None:
+    """The cancer type a checkpoint's file name says (``<type>_…``), or None for a name that says none."""
+    return next((t for t in CANCER_TYPES if name.startswith(f"{t}_")), None)
+
+
+def checkpoints_for(cancer_type: str | None) -> list[str]:
+    """Available checkpoints a case of ``cancer_type`` may run: its own type's first, then the ones whose
+    name says no type; another type's are left out (the worker would refuse them)."""
+    names = available_checkpoints()
+    if not cancer_type:
+        return names
+    own = [n for n in names if checkpoint_cancer_type(n) == cancer_type]
+    return own + [n for n in names if checkpoint_cancer_type(n) is None]
+
+
 def default_checkpoint(cancer_type: str | None = None) -> str:
     """The checkpoint a job gets when none is named. The configured default, unless its file name says it is
     another cancer type's (``<type>_…``); then ``<type>_multimodal.pt``, any ``<type>_*.pt``, the first by name.
@@ -62,10 +77,10 @@ def default_checkpoint(cancer_type: str | None = None) -> str:
     names = available_checkpoints()
     if not names:
         raise JobError(f"no model checkpoint (*.pt) in {checkpoint_dir()}", field="checkpoint")
-    configured_type = next((t for t in CANCER_TYPES if configured.startswith(f"{t}_")), None)
+    configured_type = checkpoint_cancer_type(configured)
     preferred = [configured] if cancer_type is None or configured_type in (None, cancer_type) else []
     if cancer_type:
-        preferred += [f"{cancer_type}_multimodal.pt"] + [n for n in names if n.startswith(f"{cancer_type}_")]
+        preferred += [f"{cancer_type}_multimodal.pt"] + checkpoints_for(cancer_type)
     return next((n for n in preferred if n in names), names[0])
 
 

@@ -22,12 +22,13 @@ def model_family(checkpoint: str) -> str:
     return "vision" if any(marker in name for marker in VISION_MARKERS) else "multimodal"
 
 
-def checkpoints_by_family() -> dict:
-    from portal.jobs.services import available_checkpoints
+def checkpoints_by_family(cancer_type: str | None = None) -> dict:
+    """The vision-only and multimodal checkpoint the compare and what-if controls run for a case of
+    ``cancer_type`` (its own type's first, never another type's), and every available name."""
+    from portal.jobs.services import available_checkpoints, checkpoints_for
 
-    names = available_checkpoints()
-    out = {"vision": None, "multimodal": None, "all": names}
-    for name in names:
+    out = {"vision": None, "multimodal": None, "all": available_checkpoints()}
+    for name in checkpoints_for(cancer_type):
         family = model_family(name)
         if out[family] is None:
             out[family] = name
@@ -139,6 +140,6 @@ def case_page_config(case, *, dicomweb_root: str = "/dicomweb") -> dict:
         "versions": [version_json(v) for v in case.context_versions.select_related("author", "case").order_by("version")],
         "structures": structures_json(case),
         "results": results_json(case),
-        "checkpoints": checkpoints_by_family(),
+        "checkpoints": checkpoints_by_family(case.cancer_type),
         "api": api_urls(case),
     }

@@ -41,3 +41,18 @@ def test_no_checkpoint_at_all_is_a_named_error(settings, tmp_path):
     with pytest.raises(services.JobError) as err:
         services.default_checkpoint("breast")
     assert err.value.field == "checkpoint"
+
+
+def test_the_compare_controls_run_the_cases_own_type(checkpoint_dir):
+    from portal.web.page_data import checkpoints_by_family
+
+    prostate = checkpoints_by_family("prostate")
+    assert (prostate["vision"], prostate["multimodal"]) == ("prostate_vision.pt", "prostate_multimodal.pt")
+    breast = checkpoints_by_family("breast")
+    assert (breast["vision"], breast["multimodal"]) == ("breast_vision.pt", "breast_multimodal.pt")
+    for name in ("prostate_multimodal.pt", "prostate_vision.pt"):
+        (checkpoint_dir / name).unlink()
+    # No prostate model left: a name that says no type may serve, a breast model never does.
+    assert checkpoints_by_family("prostate")["multimodal"] == "site-model.pt"
+    assert checkpoints_by_family("prostate")["vision"] is None
+    assert services.checkpoints_for("prostate") == ["site-model.pt"]

@@ -112,6 +112,28 @@ def test_what_if_reuses_image_features_and_follows_the_context(tiny_checkpoints,
     np.testing.assert_allclose(same.probability, first.probability, atol=1e-6)
 
 
+def test_batched_windows_give_the_same_probabilities_and_reuse_features(tiny_checkpoints, tiny_cases):
+    case = tiny_cases[0]
+    one = Segmenter.from_checkpoint(tiny_checkpoints["mm"], window_batch=1, roi_size=(16, 16, 16))
+    four = Segmenter.from_checkpoint(tiny_checkpoints["mm"], window_batch=4, roi_size=(16, 16, 16))
+    a = one.predict(case.hu, case.grid.spacing_zyx, "breast", case.context)
+    messages = []
+    b = four.predict(case.hu, case.grid.spacing_zyx, "breast", case.context,
+                     progress=lambda percent, message: messages.append(message))
+    windows = [m for m in messages if m.startswith("window ")]
+    total = int(windows[-1].split("/")[1])
+    assert total > 4 and len(windows) == -(-total // 4)  # batches of four, the last one may be partial
+    assert windows[-1] == f"window {total}/{total}"
+    np.testing.assert_allclose(a.probability, b.probability, atol=1e-5)
+    right = dict(case.context, laterality="right")
+    c = four.what_if(case.hu, case.grid.spacing_zyx, "breast", right)
+    assert c.reused_image_features and c.timings["image_encoder"] < b.timings["image_encoder"]
+    np.testing.assert_allclose(c.probability, one.what_if(case.hu, case.grid.spacing_zyx, "breast", right).probability,
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="window_batch"):
+        Segmenter.from_checkpoint(tiny_checkpoints["mm"], window_batch=0)
+
+
 def test_cancel_and_bad_requests_are_reported(tiny_checkpoints, tiny_cases):
     seg = Segmenter.from_checkpoint(tiny_checkpoints["mm"])
     case = tiny_cases[2]
@@ -335,6 +357,36 @@ def test_shipped_multimodal_checkpoint_follows_a_laterality_flip():
             # Column index increases towards patient left (LPS, HFS).
             on_side = (cols > mid).mean() if side == "left" else (cols < mid).mean()
             assert on_side >= 0.9, f"{case.case_id} {side}: only {on_side:.0%} of the volume on that side"
+
+
+@pytest.mark.skipif(not (SHIPPED / "prostate_multimodal.pt").exists(), reason="shipped checkpoint not trained yet")
+def test_shipped_prostate_checkpoint_follows_surgery_and_the_pelvic_node_rule():
+    from fixtures.rules import prostate_nodes_indicated
+    from segmentation.cohort import generate_cases
+
+    seg = Segmenter.from_checkpoint(SHIPPED / "prostate_multimodal.pt")
+
+    def coverage(mask, region):
+        return float((mask & region).sum() / max(1, region.sum()))
+
+    bed_gains, node_changes = [], []
+    for case in generate_cases("prostate", "internal", "test", 8, shape=128):
+        ctx, sp = case.context, case.grid.spacing_zyx
+        own = seg.predict(case.hu, sp, "prostate", ctx).mask
+        if not ctx.get("prostatectomy"):
+            bed = case.regions["prostate_bed"] & ~case.regions["prostate"]
+            post = seg.what_if(case.hu, sp, "prostate", dict(ctx, prostatectomy=True, rt_aim="salvage")).mask
+            bed_gains.append(coverage(post, bed) - coverage(own, bed))
+        # PSA 25 makes a case high risk; at 82 a high-risk case is treated without the pelvic nodes.
+        for other in (dict(ctx, psa=25.0), dict(ctx, age=82)):
+            if prostate_nodes_indicated(other) != prostate_nodes_indicated(ctx):
+                nodes = case.regions["pelvic_nodes"]
+                change = coverage(seg.what_if(case.hu, sp, "prostate", other).mask, nodes) - coverage(own, nodes)
+                node_changes.append(change if prostate_nodes_indicated(other) else -change)
+                break
+    assert len(bed_gains) >= 3 and len(node_changes) >= 3
+    assert np.mean(bed_gains) >= 0.3, bed_gains
+    assert np.mean(node_changes) >= 0.3, node_changes
 
 
 def test_manage_py_train_model_forwards_to_the_cli(tmp_path):

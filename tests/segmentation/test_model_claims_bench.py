@@ -1,0 +1,37 @@
+"""bench/model_claims.py on one held-out case per site: it runs for both cancer types on the shipped
+checkpoints, prints a row per claim and the `claims held` line, and its exit status and JSON agree."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("model_claims", ROOT / "bench" / "model_claims.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("cancer_type, n_claims", [("breast", 14), ("prostate", 7)])
+def test_bench_prints_every_claim_and_an_exit_status_that_matches(cancer_type, n_claims, tmp_path, capsys):
+    out = tmp_path / "claims.json"
+    status = _bench().main(["--cancer-type", cancer_type, "--per-site", "1", "--json", str(out)])
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    claims = data["claims"]
+    held = sum(c["held"] for c in claims)
+    assert len(claims) == n_claims
+    assert printed.strip().splitlines()[-1] == f"claims held: {held} of {n_claims}"
+    assert status == (0 if held == n_claims else 1)
+    assert set(data["numbers"]["per_site"]) == {"internal", "external1", "external2"}
+    assert all(site["n"] == 1 for site in data["numbers"]["per_site"].values())
+    assert data["numbers"]["checkpoints"]["multimodal"].startswith(f"{cancer_type}-mm-")
+    assert data["numbers"]["checkpoints"]["vision"].startswith(f"{cancer_type}-vision-")
+    for claim in claims:
+        assert claim["claim"] in printed
