@@ -39,7 +39,10 @@ class ModelCache:
 
         # The Segmenter keeps image features of recent CTs for what-if re-contouring.
         feature_cache = int(os.environ.get("CONTEXTRT_FEATURE_CACHE_SIZE", 4))
-        return Segmenter.from_checkpoint(str(path), device=self.device, feature_cache_size=feature_cache)
+        # Sliding windows per forward pass: lower it on a GPU whose memory does not hold four windows.
+        window_batch = int(os.environ.get("CONTEXTRT_WINDOW_BATCH", 4))
+        return Segmenter.from_checkpoint(str(path), device=self.device, feature_cache_size=feature_cache,
+                                         window_batch=window_batch)
 
     def __len__(self):
         return len(self._models)
