@@ -95,8 +95,7 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
     vision = Segmenter.from_checkpoint(vision_path or CKPT_DIR / "breast_vision.pt")
     numbers = {"checkpoints": {"multimodal": mm.checkpoint_id, "vision": vision.checkpoint_id},
                "per_site": {}, "flip": [], "nodes": [], "skin": [], "omission": {k: [] for k in OMIT},
-               "timing": {"full_s": [], "what_if_s": [], "vision_s": [], "full_cpu_s": [], "what_if_cpu_s": [],
-                          "full_cpu_by_case": {}, "what_if_vs_full_cpu_s": []}}
+               "timing": _new_timing()}
     for site in SITES:
         split = "test"
         cases = generate_cases("breast", site, split, per_site, seed=seed, shape=shape)
@@ -177,8 +176,7 @@ def run_prostate(per_site: int, shape: int, seed: int, mm_path=None, vision_path
     vision = Segmenter.from_checkpoint(vision_path or CKPT_DIR / "prostate_vision.pt")
     numbers = {"checkpoints": {"multimodal": mm.checkpoint_id, "vision": vision.checkpoint_id},
                "per_site": {}, "nodes": [], "nodes_age": [], "bed": [],
-               "timing": {"full_s": [], "what_if_s": [], "vision_s": [], "full_cpu_s": [], "what_if_cpu_s": [],
-                          "full_cpu_by_case": {}, "what_if_vs_full_cpu_s": []}}
+               "timing": _new_timing()}
     for site in SITES:
         cases = generate_cases("prostate", site, "test", per_site, seed=seed, shape=shape)
         rows = {"multimodal": [], "vision": []}
@@ -228,6 +226,11 @@ def run_prostate(per_site: int, shape: int, seed: int, mm_path=None, vision_path
     return claims, numbers
 
 
+def _new_timing() -> dict:
+    return {"full_s": [], "what_if_s": [], "vision_s": [], "full_cpu_s": [], "what_if_cpu_s": [],
+            "full_cpu_by_case": {}, "what_if_vs_full_cpu_s": []}
+
+
 def _what_if(mm: Segmenter, case, context: dict, numbers: dict):
     """Re-contour ``case`` under ``context`` from the cached image features, timing it."""
     cpu = time.process_time()
@@ -235,7 +238,7 @@ def _what_if(mm: Segmenter, case, context: dict, numbers: dict):
     numbers["timing"]["what_if_cpu_s"].append(time.process_time() - cpu)
     numbers["timing"]["what_if_s"].append(result.timings["total"])
     # Paired with the full run of the same case: sites differ in window count (external2's wider field
-    # of view needs four times the windows), so unpaired means would compare different volumes.
+    # of view needs more windows), so unpaired means would compare different volumes.
     numbers["timing"]["what_if_vs_full_cpu_s"].append(
         (numbers["timing"]["what_if_cpu_s"][-1], numbers["timing"]["full_cpu_by_case"][case.case_id]))
     return result
