@@ -1,4 +1,6 @@
-"""Running one job on a worker: claim it, load the model (warm cache) and CT, predict with progress, post the result.
+"""Running one job on a worker: claim it, load the model (warm cache) and the CT (kept in memory by its
+content fingerprint, so a what-if or a second model on the same series downloads nothing), predict with
+progress, post the result.
 
 Transient errors (network, 5xx) propagate so Dramatiq retries the message with
 backoff; bad input fails the job with its message and is not retried;
@@ -14,6 +16,7 @@ import threading
 import time
 
 from gpu_worker.client import make_client
+from gpu_worker.ct_cache import CTCache, shared_ct_cache
 from gpu_worker.errors import BadInput, TransientError
 from gpu_worker.model_cache import shared_cache
 
@@ -59,7 +62,7 @@ class ProgressReporter:
         return self.cancel
 
 
-def run_job(job_id: int, portal_url: str, *, client=None, cache=None) -> dict:
+def run_job(job_id: int, portal_url: str, *, client=None, cache=None, ct_cache: CTCache | None = None) -> dict:
     client = client or make_client(portal_url)
     worker = worker_identity()
     spec = client.claim(job_id, worker)
@@ -69,7 +72,7 @@ def run_job(job_id: int, portal_url: str, *, client=None, cache=None) -> dict:
     reporter = ProgressReporter(client, job_id, worker)
     try:
         if spec["kind"] in ("inference", "what_if"):
-            run_segmentation(spec, client, reporter, cache or shared_cache(), worker)
+            run_segmentation(spec, client, reporter, cache or shared_cache(), worker, ct_cache)
         elif spec["kind"] == "training":
             run_training(spec, client, reporter, worker)
         else:
@@ -108,14 +111,18 @@ def _is_time_limit(exc: BaseException) -> bool:
     return isinstance(exc, TimeLimitExceeded)
 
 
-def run_segmentation(spec: dict, client, reporter: ProgressReporter, cache, worker: str) -> None:
+def run_segmentation(spec: dict, client, reporter: ProgressReporter, cache, worker: str,
+                     ct_cache: CTCache | None = None) -> None:
+    ct_cache = ct_cache if ct_cache is not None else shared_ct_cache()
     job_id = spec["job"]
     reporter(1, "loading model")
     model = cache.get(client.checkpoint(spec["checkpoint"]))
     if reporter.should_cancel():
         raise JobCancelled()
-    reporter(4, "reading CT")
-    hu, grid = client.load_ct(spec)
+    fingerprint = spec["ct"].get("fingerprint")
+    held = fingerprint is not None and ct_cache.capacity and fingerprint in ct_cache
+    reporter(4, "using the CT already in memory" if held else "reading CT")
+    hu, grid, ct_reused = ct_cache.get(fingerprint, lambda: client.load_ct(spec))
     if list(hu.shape) != list(spec["ct"]["shape"]):
         raise BadInput(f"CT volume {list(hu.shape)} does not match the series {spec['ct']['shape']}")
     if reporter.should_cancel():
@@ -136,7 +143,7 @@ def run_segmentation(spec: dict, client, reporter: ProgressReporter, cache, work
         raise JobCancelled()
     reporter(97, "storing result")
     info = {"timings": _jsonable(getattr(result, "timings", {})), "prompt_text": getattr(result, "prompt_text", ""),
-            "device": getattr(cache, "device", ""), "attempt": spec.get("attempt")}
+            "device": getattr(cache, "device", ""), "attempt": spec.get("attempt"), "ct_reused": ct_reused}
     client.post_result(job_id, worker, result.mask, getattr(result, "probability", None), info)
 
 

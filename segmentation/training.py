@@ -49,6 +49,7 @@ from monai.losses import DiceCELoss, DiceFocalLoss
 from clinical.prompt import breast_n_stage, breast_t_stage, omit_fields
 from clinical.risk import HIGH_RISK_GROUPS, n_stage_positive, nccn_risk_group, t_stage_advanced
 from segmentation.model import ModelConfig, SegmentationModel, save_checkpoint
+from segmentation.networks.cpu_convolution import prefer_onednn
 from segmentation.transforms import prepare, prepare_label
 
 
@@ -281,6 +282,7 @@ def validate(model: SegmentationModel, cases: list[TrainingCase]) -> float:
     if not cases:
         return float("nan")
     model.eval()
+    prefer_onednn(model)  # whole volumes, batch of one: PyTorch's own conv3d dispatch would go im2col
     scores = []
     with torch.no_grad():
         for case in cases:

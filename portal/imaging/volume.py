@@ -1,6 +1,8 @@
 """CT volumes and ROI masks from the store, on the Grid of their series (no re-parsing of whole files)."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from dicom_rt.geometry import Grid
@@ -13,6 +15,16 @@ def series_grid(series) -> Grid:
     return Grid(shape=(series.num_slices, series.rows, series.columns), origin=tuple(series.origin),
                 row_cosine=tuple(series.image_orientation[:3]), column_cosine=tuple(series.image_orientation[3:]),
                 pixel_spacing=tuple(series.pixel_spacing), slice_spacing=series.slice_spacing)
+
+
+def series_fingerprint(series) -> str:
+    """SHA-256 over every instance's SOP Instance UID and stored-file SHA-256 (and size), in UID order: it
+    changes whenever an instance is added, removed or stored with other content, so a worker may keep a
+    decoded volume under it (``gpu_worker.ct_cache``)."""
+    h = hashlib.sha256(series.series_uid.encode())
+    for sop_uid, sha, size in series.instances.order_by("sop_uid").values_list("sop_uid", "source_sha256", "file_size"):
+        h.update(f"\n{sop_uid}:{sha}:{size}".encode())
+    return h.hexdigest()
 
 
 def _first_value(metadata: dict, tag: str, default):

@@ -22,6 +22,7 @@ from clinical import CANCER_TYPES
 from portal.accounts import scoping
 from portal.jobs import events
 from portal.jobs.models import FINAL_STATES, REUSABLE_STATES, TRANSITIONS, Job, Kind, Queue, State
+from portal.imaging.volume import series_fingerprint
 
 _CHECKPOINT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.pt$")
 MAX_MESSAGE = 200
@@ -309,7 +310,8 @@ def job_spec(job: Job) -> dict:
             "case": {"id": case.pk, "label": case.label, "cancer_type": case.cancer_type},
             "context": context,
             "ct": {"study_uid": series.study.study_uid, "series_uid": series.series_uid,
-                   "shape": [series.num_slices, series.rows, series.columns]},
+                   "shape": [series.num_slices, series.rows, series.columns],
+                   "fingerprint": series_fingerprint(series)},
         })
     return spec
 

@@ -401,3 +401,53 @@ def test_manage_py_train_model_forwards_to_the_cli(tmp_path):
                  "--case-shape", "32", "--no-progress", stdout=buf)
     assert read_checkpoint(out)["text_encoder"] == {"kind": "none"}
     assert "checkpoint_id" in buf.getvalue()
+
+
+def _conv_ops(fn) -> set:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key for e in prof.key_averages() if "conv" in e.key}
+
+
+def test_onednn_conv3d_runs_a_batch_of_one_through_onednn_and_matches_pytorch():
+    import torch
+    from torch import nn
+
+    from segmentation.networks.cpu_convolution import OneDNNConv3d, onednn_available, prefer_onednn
+
+    if not onednn_available():
+        pytest.skip("this PyTorch build has no oneDNN (mkldnn) backend")
+    torch.manual_seed(0)
+    block = nn.Sequential(nn.Conv3d(8, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 4, 3, stride=2, padding=1))
+    reference = nn.Sequential(*[nn.Conv3d(8, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 4, 3, stride=2, padding=1)])
+    reference.load_state_dict(block.state_dict())
+    keys = list(block.state_dict())
+    prefer_onednn(block)
+    assert [type(m) for m in block if isinstance(m, nn.Conv3d)] == [OneDNNConv3d, OneDNNConv3d]
+    assert list(block.state_dict()) == keys
+    x = torch.randn(1, 8, 32, 64, 64)  # 1 x 8 x 32 x 64 = 16384 < 20480: PyTorch itself would go im2col
+    with torch.no_grad():
+        assert "aten::slow_conv3d_forward" in _conv_ops(lambda: reference(x))
+        ops = _conv_ops(lambda: block(x))
+        assert "aten::mkldnn_convolution" in ops and "aten::slow_conv3d_forward" not in ops
+        torch.testing.assert_close(block(x), reference(x), atol=1e-4, rtol=1e-4)
+    # With gradients on (training) the layer is PyTorch's own: same values, gradients reach the weights.
+    out = block(x[:, :, :8, :16, :16])
+    out.sum().backward()
+    assert block[0].weight.grad is not None and torch.isfinite(block[0].weight.grad).all()
+
+
+def test_segmenter_with_onednn_gives_the_probabilities_of_pytorchs_dispatch(tiny_checkpoints, tiny_cases):
+    from segmentation.networks.cpu_convolution import OneDNNConv3d
+
+    case = tiny_cases[1]
+    native = Segmenter.from_checkpoint(tiny_checkpoints["mm"], onednn=False, window_batch=1)
+    fast = Segmenter.from_checkpoint(tiny_checkpoints["mm"], window_batch=1)
+    assert not any(isinstance(m, OneDNNConv3d) for m in native.model.modules())
+    assert any(isinstance(m, OneDNNConv3d) for m in fast.model.modules())
+    a = native.predict(case.hu, case.grid.spacing_zyx, "breast", case.context)
+    b = fast.predict(case.hu, case.grid.spacing_zyx, "breast", case.context)
+    np.testing.assert_allclose(a.probability, b.probability, atol=1e-5)
+    assert (a.mask == b.mask).mean() > 0.9999
