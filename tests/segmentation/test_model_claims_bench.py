@@ -21,7 +21,8 @@ def _bench():
 @pytest.mark.parametrize("cancer_type, n_claims", [("breast", 14), ("prostate", 7)])
 def test_bench_prints_every_claim_and_an_exit_status_that_matches(cancer_type, n_claims, tmp_path, capsys):
     out = tmp_path / "claims.json"
-    status = _bench().main(["--cancer-type", cancer_type, "--per-site", "1", "--json", str(out)])
+    status = _bench().main(["--cancer-type", cancer_type, "--per-site", "1", "--timing-cases", "1",
+                            "--timing-shape", "192", "--json", str(out)])
     printed = capsys.readouterr().out
     data = json.loads(out.read_text())
     claims = data["claims"]
@@ -35,3 +36,6 @@ def test_bench_prints_every_claim_and_an_exit_status_that_matches(cancer_type, n
     assert data["numbers"]["checkpoints"]["vision"].startswith(f"{cancer_type}-vision-")
     for claim in claims:
         assert claim["claim"] in printed
+    clinical = data["numbers"]["timing_clinical"]
+    assert clinical["shape"][1:] == [192, 192] and clinical["cases"] == 1
+    assert claims[-1]["value"] == pytest.approx(clinical["what_if_over_full"])
