@@ -45,10 +45,8 @@ def _volume_key(hu: np.ndarray, spacing_zyx) -> str:
 
 
 def _window_key(coords) -> tuple:
-    """A sliding window's identity: its (start, stop) along each spatial axis."""
-    if isinstance(coords[0], slice):
-        return tuple((int(c.start), int(c.stop)) for c in coords[-3:])
-    return tuple(map(tuple, np.asarray(coords).reshape(-1, 2)[-3:].tolist()))
+    """A sliding window's identity: its (start, stop) along each spatial axis (MONAI passes slices)."""
+    return tuple((int(c.start), int(c.stop)) for c in coords[-3:])
 
 
 class Segmenter:

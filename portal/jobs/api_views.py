@@ -36,6 +36,9 @@ def job_json(job: Job, *, with_results: bool = True) -> dict:
             "rtstruct": bool(job.rtstruct_path), "metrics": job.metrics, "info": job.result_info,
             "contour_url": f"/api/jobs/{job.pk}/contour/",
         }
+        if job.case_id:
+            data["results"]["export_urls"] = {fmt: f"/api/cases/{job.case_id}/export/{fmt}/?job={job.pk}"
+                                              for fmt in ("rtstruct", "seg", "nifti")}
     return data
 
 

@@ -107,4 +107,23 @@ def test_a_what_if_after_a_full_run_reads_the_ct_once_and_gives_the_fresh_result
     hu, grid = load_ct_volume(sts_case.ct_series)
     fresh = Segmenter.from_checkpoint(checkpoint_path(what_if.checkpoint)).predict(
         hu.astype(np.float32), grid.spacing_zyx, "breast", right)
-    assert np.array_equal(storage.load_mask(what_if.mask_path), fresh.mask)
+    what_if_mask = storage.load_mask(what_if.mask_path)
+    assert np.array_equal(what_if_mask, fresh.mask) and what_if_mask.any()
+
+    # The full run's RTSTRUCT is written with its result; the what-if's is built when someone asks for it.
+    assert full.rtstruct_path and not what_if.rtstruct_path and what_if.result_info["rtstruct_on_request"]
+    import io
+
+    import pydicom
+
+    from rest_framework.test import APIClient
+
+    coordinator = APIClient()
+    coordinator.force_authenticate(users["coordinator"])
+    detail = coordinator.get(f"/api/jobs/{what_if.pk}/").json()
+    url = detail["results"]["export_urls"]["rtstruct"]
+    assert url == f"/api/cases/{sts_case.pk}/export/rtstruct/?job={what_if.pk}"
+    response = coordinator.get(url)
+    assert response.status_code == 200, response.content[:300]
+    exported = pydicom.dcmread(io.BytesIO(b"".join(response.streaming_content) if response.streaming else response.content))
+    assert exported.Modality == "RTSTRUCT" and len(exported.ROIContourSequence[0].ContourSequence) > 0
