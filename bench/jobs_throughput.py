@@ -29,11 +29,7 @@ def run(template: Path, processes: int, timeout: float = 1800) -> dict:
         time.sleep(3)  # let the worker processes boot before the clock starts
         started = time.perf_counter()
         batch = portal.api("POST", "/api/jobs/batch/", json={"cases": portal.info["cases"], "study": "bench"}).json()
-        while time.perf_counter() - started < timeout:
-            state = portal.api("GET", f"/api/jobs/{batch['job']}/").json()
-            if state["state"] in ("succeeded", "failed", "cancelled"):
-                break
-            time.sleep(0.25)
+        state = portal.wait_final(batch["job"], timeout)
         elapsed = time.perf_counter() - started
         jobs = portal.api("GET", "/api/jobs/", params={"study": "bench", "kind": "inference"}).json()["results"]
         workers = {portal.api("GET", f"/api/jobs/{j['job']}/").json()["worker"].split(":")[1] for j in jobs}

@@ -78,11 +78,7 @@ def run_job(portal: LivePortal, payload: dict, case: int, timeout: float = 600) 
     job = portal.api("POST", "/api/jobs/", json={"case": case, "checkpoint": "breast_multimodal.pt", **payload})
     job.raise_for_status()
     job_id = job.json()["job"]
-    while time.perf_counter() - submitted < timeout:
-        state = portal.api("GET", f"/api/jobs/{job_id}/").json()
-        if state["state"] in ("succeeded", "failed", "cancelled"):
-            break
-        time.sleep(0.05)
+    state = portal.wait_final(job_id, timeout, poll=0.05)
     seen = time.perf_counter() - submitted
     if state["state"] != "succeeded":
         raise RuntimeError(f"job {job_id} {state['state']}: {state.get('error')}\n{portal.logs()}")

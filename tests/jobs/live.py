@@ -144,6 +144,15 @@ class LivePortal:
                                     timeout=30, **kwargs)
         return response
 
+    def wait_final(self, job_id: int, timeout: float = 600.0, poll: float = 0.25) -> dict:
+        """Poll ``/api/jobs/<id>/`` until the job is succeeded, failed or cancelled (or ``timeout`` passes)."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            state = self.api("GET", f"/api/jobs/{job_id}/").json()
+            if state["state"] in ("succeeded", "failed", "cancelled") or time.perf_counter() > deadline:
+                return state
+            time.sleep(poll)
+
     def stop(self) -> None:
         for process in self.workers:
             if process.poll() is None:
