@@ -4,7 +4,7 @@ A worker shares nothing with the portal but the network, so every job used to do
 DICOMweb and decode every slice, even when the job before it (a full run, a what-if with a new
 clinical context, the other model of a vision-only vs multimodal comparison) had just read the same
 series. The portal puts a fingerprint of the series' content in the job spec (a SHA-256 over every
-instance's SOP Instance UID and the SHA-256 of its stored file, ``portal.jobs.services.series_fingerprint``),
+instance's SOP Instance UID and the SHA-256 of its stored file, ``portal.imaging.volume.series_fingerprint``),
 so a re-ingested or changed series gets a new key and is never served stale. Volumes are kept
 read-only: jobs share them, and nothing may write into another job's input.
 
