@@ -167,7 +167,7 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
           f"> max(others) = {max(drops[f] for f in OMIT[1:]):.3f}", drops["laterality"] > max(drops[f] for f in OMIT[1:]))
     claim("omitting T lowers Dice the least", drops["T"], f"< min(others) = {min(drops[f] for f in OMIT[:3]):.3f}",
           drops["T"] < min(drops[f] for f in OMIT[:3]))
-    _timing_claim(numbers, claim, mm, "breast", timing_cases, timing_shape)
+    _timing_claim(numbers, claim, mm, "breast", timing_cases, timing_shape, seed)
     numbers["omission_mean_drop"] = drops
     return claims, numbers
 
@@ -224,7 +224,7 @@ def run_prostate(per_site: int, shape: int, seed: int, mm_path=None, vision_path
     bed = float(np.mean(numbers["bed"])) if numbers["bed"] else float("nan")
     claim(f"intact -> post-prostatectomy covers the bed: coverage gain (mean of {len(numbers['bed'])})",
           bed, ">= 0.30", bed >= 0.3)
-    _timing_claim(numbers, claim, mm, "prostate", timing_cases, timing_shape)
+    _timing_claim(numbers, claim, mm, "prostate", timing_cases, timing_shape, seed)
     return claims, numbers
 
 
@@ -252,7 +252,8 @@ def _clinical_what_if_context(cancer_type: str, context: dict) -> dict:
     return dict(context, psa=25.0)
 
 
-def _timing_claim(numbers: dict, claim, mm: Segmenter, cancer_type: str, n_cases: int, shape: int) -> None:
+def _timing_claim(numbers: dict, claim, mm: Segmenter, cancer_type: str, n_cases: int, shape: int,
+                  seed: int = 0) -> None:
     """The what-if cost claim, on clinical-size CTs (``shape`` x ``shape`` in-plane, the site's slice count).
 
     The accuracy claims run on CTs downsampled to the checkpoint's training size (128 x 128), where resampling
@@ -268,7 +269,7 @@ def _timing_claim(numbers: dict, claim, mm: Segmenter, cancer_type: str, n_cases
     pairs = np.array(timing["what_if_vs_full_cpu_s"]) if timing["what_if_vs_full_cpu_s"] else np.full((1, 2), np.nan)
     small_ratio = float(pairs[:, 0].sum() / pairs[:, 1].sum())
     clinical = []
-    for case in generate_cases(cancer_type, "internal", "test", n_cases, seed=0, shape=shape):
+    for case in generate_cases(cancer_type, "internal", "test", n_cases, seed=seed, shape=shape):
         sp = case.grid.spacing_zyx
         mm.clear_cache()
         cpu = time.process_time()
