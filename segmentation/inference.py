@@ -7,8 +7,8 @@ Outputs are on the ORIGINAL CT grid (LLMSeg left them on its cropped/padded grid
 """
 from __future__ import annotations
 
-import hashlib
 import math
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import xxhash
 from monai.inferers import sliding_window_inference
 
 from segmentation.model import load_model
@@ -37,10 +38,17 @@ class SegmentationResult:
     reused_image_features: bool = False
 
 
+# Seeded per process: the key only has to tell apart the few CTs this process holds features for, and an
+# unknown seed keeps anyone from crafting a CT whose key collides with another patient's.
+_VOLUME_KEY_SEED = secrets.randbits(64)
+
+
 def _volume_key(hu: np.ndarray, spacing_zyx) -> str:
-    h = hashlib.sha1()
+    """Content identity of a CT for the feature cache. xxh3-128 hashes at memory speed (1 ms for a
+    50 x 512 x 512 CT, where SHA-1 took 20 ms of every run, full or what-if)."""
+    h = xxhash.xxh3_128(seed=_VOLUME_KEY_SEED)
     h.update(str((hu.shape, str(hu.dtype), tuple(float(s) for s in spacing_zyx))).encode())
-    h.update(np.ascontiguousarray(hu).tobytes())
+    h.update(memoryview(np.ascontiguousarray(hu)).cast("B"))
     return h.hexdigest()
 
 
@@ -174,7 +182,7 @@ class Segmenter:
                 self._features.popitem(last=False)
 
         t = time.perf_counter()
-        probability = to_original_grid(prob[0].float().cpu(), prepared)
+        probability = to_original_grid(prob[0], prepared)
         mask = probability >= self.threshold
         timings["postprocess"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0

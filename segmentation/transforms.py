@@ -65,8 +65,27 @@ def resample(volume: torch.Tensor, shape: tuple[int, int, int], *, label: bool =
     """
     if tuple(volume.shape[1:]) == tuple(shape):
         return volume.float()
-    out = F.interpolate(volume[None].float(), size=tuple(shape), mode="trilinear", align_corners=False)[0]
+    # Trilinear interpolation is separable: linear along z, then bilinear within each slice, gives the
+    # same values (to float rounding), and when the slices grow it is cheaper, because torch's trilinear
+    # kernel does the 8-neighbour work for every output voxel (32 x 64 x 64 -> 50 x 512 x 512: 38 ms
+    # trilinear, 24 ms z then in-plane on 2 threads). Shrinking is cheap either way: one trilinear pass.
+    out = volume.float()
+    if out.shape[1] == shape[0] or shape[1] * shape[2] > out.shape[2] * out.shape[3]:
+        if out.shape[1] != shape[0]:
+            out = F.interpolate(out[None], size=(shape[0], *out.shape[2:]), mode="trilinear", align_corners=False)[0]
+        out = _resample_in_plane(out, shape[1:])
+    else:
+        out = F.interpolate(out[None], size=tuple(shape), mode="trilinear", align_corners=False)[0]
     return (out >= 0.5).float() if label else out
+
+
+def _resample_in_plane(volume: torch.Tensor, size) -> torch.Tensor:
+    """[C, Z, Y, X] -> [C, Z, *size], bilinear within each slice (align_corners=False)."""
+    if tuple(volume.shape[2:]) == tuple(size):
+        return volume
+    per_slice = volume.transpose(0, 1)  # [Z, C, Y, X]: slices as the batch
+    out = F.interpolate(per_slice, size=tuple(size), mode="bilinear", align_corners=False)
+    return out.transpose(0, 1).contiguous()
 
 
 def prepare(hu: np.ndarray, spacing_zyx, target_spacing_zyx, divisor: int) -> Prepared:
@@ -97,6 +116,8 @@ def to_original_grid(prob: torch.Tensor, prepared: Prepared) -> np.ndarray:
         prob = prob[None]
     z0, y0, x0 = prepared.pad_before
     dz, dy, dx = prepared.resampled_shape
-    cropped = prob[:, z0:z0 + dz, y0:y0 + dy, x0:x0 + dx]
-    back = resample(cropped.float(), prepared.original_shape)
-    return back[0].clamp_(0.0, 1.0).cpu().numpy().astype(np.float32)
+    # Clamped on the working grid: interpolation only forms convex combinations, so the result stays in
+    # [0, 1] and the 16x larger CT-grid array is neither clamped nor copied again.
+    cropped = prob[:, z0:z0 + dz, y0:y0 + dy, x0:x0 + dx].float().clamp(0.0, 1.0)
+    back = resample(cropped, prepared.original_shape)
+    return back[0].cpu().numpy()

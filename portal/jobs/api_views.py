@@ -187,7 +187,7 @@ class WorkerProgressView(WorkerView):
 
 class WorkerResultView(WorkerView):
     def post(self, request, pk):
-        from gpu_worker.client import decode_mask_npz, decode_probability_npz
+        from gpu_worker.client import decode_mask_npz, decode_probability_levels
 
         worker = self.worker_of(request)
         upload = request.FILES.get("mask")
@@ -200,9 +200,10 @@ class WorkerResultView(WorkerView):
         probability = None
         if "probability" in request.FILES:
             try:
-                probability = decode_probability_npz(request.FILES["probability"].read())
+                # Kept as uint8 levels: the portal stores them as they came, no float round trip.
+                probability = decode_probability_levels(request.FILES["probability"].read(), shape=mask.shape)
             except Exception as exc:  # noqa: BLE001
-                raise ValidationError({"probability": f"not a uint8 probability .npz: {exc}"}) from None
+                raise ValidationError({"probability": f"not a valid probability .npz (uint8 levels): {exc}"}) from None
         try:
             info = json.loads(request.data.get("info") or "{}")
         except ValueError:

@@ -355,11 +355,12 @@ def store_result(job_id: int, worker_id: str, mask, probability=None, info: dict
     """Store a job's result once (idempotent by job id) and mark it succeeded.
 
     ``mask`` is a boolean [slice, row, column] array on the case's CT grid;
-    ``probability`` (optional) a float array in [0, 1] of the same shape.
+    ``probability`` (optional) a float array in [0, 1] of the same shape, or its uint8 levels (p = level / 255).
     A repeated post for a job that already succeeded returns it unchanged.
     """
     import numpy as np
 
+    from gpu_worker.client import encode_probability_npz
     from portal.imaging import storage
     from portal.imaging.volume import series_grid
 
@@ -381,12 +382,12 @@ def store_result(job_id: int, worker_id: str, mask, probability=None, info: dict
     storage.save_mask(mask_rel, mask)
     prob_rel = ""
     if probability is not None:
-        probability = np.asarray(probability)
+        probability = np.asarray(probability)  # float in [0, 1], or uint8 levels as uploaded
         if probability.shape != mask.shape:
             raise JobError(f"probability shape {probability.shape} differs from the mask {mask.shape}",
                            field="probability")
         prob_rel = storage.result_relpath("job_probability", str(job.pk), ".npz")
-        storage.write_bytes_atomic(prob_rel, encode_probability(probability))
+        storage.write_bytes_atomic(prob_rel, encode_probability_npz(probability))
     metrics = _metrics_against_ground_truth(job, mask, grid)
     info = dict(info or {})
     rtstruct_rel = ""
@@ -414,25 +415,12 @@ def store_result(job_id: int, worker_id: str, mask, probability=None, info: dict
     return locked
 
 
-def encode_probability(probability) -> bytes:
-    """Probability map quantised to uint8 (1/255 steps) and compressed: a fraction of float32's size."""
-    import io
-
-    import numpy as np
-
-    quantised = np.clip(np.rint(np.asarray(probability, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, probability_u8=quantised)
-    return buf.getvalue()
-
-
 def load_probability(relative: str):
-    import numpy as np
-
+    """A stored probability map as float32 in [0, 1] on the CT grid."""
+    from gpu_worker.client import decode_probability_npz
     from portal.imaging import storage
 
-    with np.load(storage.absolute(relative)) as data:
-        return data["probability_u8"].astype(np.float32) / 255.0
+    return decode_probability_npz(storage.absolute(relative).read_bytes())
 
 
 def _metrics_against_ground_truth(job: Job, mask, grid) -> dict:

@@ -205,19 +205,21 @@ class PromptTunedLM(TextEncoder):
         starts_special = first in {self.tokenizer.cls_token_id, self.tokenizer.bos_token_id} - {None}
         insert_at = 1 if starts_special else 0
         seg_pos = is_seg.float().argmax(1)  # one [SEG] per text
-        outputs = []
-        for k in range(self.num_tokens):
-            if self.n_prompts:
-                p = self.prompts[k].to(base.dtype)[None].expand(len(texts), -1, -1)
-                e = torch.cat([embeds[:, :insert_at], p, embeds[:, insert_at:]], 1)
-                m = torch.cat([mask[:, :insert_at], torch.ones(len(texts), self.prompt_length, dtype=mask.dtype,
-                                                                device=device), mask[:, insert_at:]], 1)
-                pos = seg_pos + self.prompt_length
-            else:
-                e, m, pos = embeds, mask, seg_pos
-            hidden = self.lm(inputs_embeds=e, attention_mask=m).last_hidden_state
-            outputs.append(hidden[torch.arange(len(texts), device=device), pos])
-        return torch.stack(outputs, 1).float()
+        if not self.n_prompts:
+            hidden = self.lm(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+            return hidden[torch.arange(len(texts), device=device), seg_pos][:, None].float()
+        # All prompt sets in one LM call, as one batch of K x B sequences: a small LM's forward pass costs
+        # about the same for 2 sequences as for 1 (its weights are read once), so a new context costs one
+        # pass, not K.
+        n, k = len(texts), self.n_prompts
+        prompts = self.prompts.to(base.dtype)[:, None].expand(-1, n, -1, -1).reshape(k * n, self.prompt_length, -1)
+        embeds, mask = embeds.repeat(k, 1, 1), mask.repeat(k, 1)
+        e = torch.cat([embeds[:, :insert_at], prompts, embeds[:, insert_at:]], 1)
+        m = torch.cat([mask[:, :insert_at], torch.ones(k * n, self.prompt_length, dtype=mask.dtype, device=device),
+                       mask[:, insert_at:]], 1)
+        hidden = self.lm(inputs_embeds=e, attention_mask=m).last_hidden_state  # [K*B, L, D], prompt set major
+        at_seg = hidden[torch.arange(k * n, device=device), (seg_pos + self.prompt_length).repeat(k)]
+        return at_seg.reshape(k, n, -1).transpose(0, 1).float()
 
     def encode(self, cancer_type, contexts, omit=()):
         texts = [self.render(cancer_type, c, omit) for c in contexts]

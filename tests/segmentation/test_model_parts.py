@@ -61,6 +61,22 @@ def test_transforms_map_back_to_the_original_grid():
     assert overlap > 0.85  # coarse nearest/linear round trip keeps the region in place
 
 
+@pytest.mark.parametrize("source, target", [
+    ((1, 6, 9, 7), (6, 32, 30)),  # slices kept: bilinear within each slice
+    ((2, 6, 9, 7), (10, 36, 28)),  # slices and rows grow: z first, then in-plane
+    ((1, 12, 40, 36), (7, 10, 9)),  # shrinking: one trilinear pass
+    ((1, 12, 40, 36), (20, 10, 9)),  # more slices, smaller slices
+])
+def test_resample_equals_torch_trilinear_on_every_path(source, target):
+    from segmentation.transforms import resample
+
+    volume = torch.rand(*source, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.functional.interpolate(volume[None], size=target, mode="trilinear", align_corners=False)[0]
+    out = resample(volume, target)
+    assert out.shape == expected.shape and out.is_contiguous()
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
 def test_bad_volume_and_spacing_are_named():
     with pytest.raises(ValueError, match="hu"):
         prepare(np.zeros((4, 4)), (1, 1, 1), (1, 1, 1), 2)
@@ -90,6 +106,24 @@ def test_prompt_text_and_context_tokens(minilm_model):
     tokens, texts = minilm_model.context_tokens([CONTEXT, {"laterality": "right", "surgery": "mastectomy"}])
     assert tokens.shape == (2, 2, 384)
     assert texts == ["N1, cT2, breast conserving surgery, left side", "total mastectomy, right side"]
+
+
+def test_prompt_sets_in_one_lm_batch_equal_one_lm_call_per_set(minilm_model):
+    """The K prompt sets run as one batch of K x B sequences; each [SEG] state must be what a separate LM call
+    with that prompt set inserted after [CLS] gives, texts of different lengths (padding) included."""
+    enc = minilm_model.text
+    contexts = [CONTEXT, {"laterality": "right", "surgery": "mastectomy"}]
+    with torch.no_grad():
+        batched = enc._embed([enc.render("breast", c) for c in contexts])
+        for b, ctx in enumerate(contexts):
+            ids = enc.tokenizer(enc.render("breast", ctx) + " [SEG]", return_tensors="pt")["input_ids"]
+            words = enc.lm.get_input_embeddings()(torch.where(ids == enc.seg_id, 0, ids))
+            words[ids == enc.seg_id] = enc.seg_embedding
+            seg_at = int((ids[0] == enc.seg_id).nonzero()) + enc.prompt_length
+            for k in range(enc.n_prompts):
+                embeds = torch.cat([words[:, :1], enc.prompts[k][None], words[:, 1:]], 1)
+                alone = enc.lm(inputs_embeds=embeds).last_hidden_state[0, seg_at]
+                torch.testing.assert_close(batched[b, k], alone, atol=2e-5, rtol=1e-5)
 
 
 def test_text_cache_hits_and_misses_when_prompts_change(minilm_model):
@@ -235,3 +269,17 @@ def test_init_from_copies_the_image_path_only(tmp_path):
     wider = SegmentationModel(ModelConfig(**dict(TINY, widths=(8, 8, 8))))
     with pytest.raises(ValueError, match="does not fit this model"):
         init_image_path_from(wider, tmp_path / "v.pt")
+
+
+def test_feature_cache_key_follows_the_volume_content_and_spacing():
+    from segmentation.inference import _volume_key
+
+    hu = np.random.default_rng(0).integers(-1000, 1000, size=(6, 20, 18)).astype(np.int16)
+    key = _volume_key(hu, (3.0, 1.0, 1.0))
+    assert _volume_key(hu.copy(), (3.0, 1.0, 1.0)) == key  # content, not object identity
+    assert _volume_key(np.asfortranarray(hu), (3.0, 1.0, 1.0)) == key  # memory layout does not matter
+    changed = hu.copy()
+    changed[5, 19, 17] += 1
+    assert _volume_key(changed, (3.0, 1.0, 1.0)) != key
+    assert _volume_key(hu, (3.0, 1.0, 1.1)) != key
+    assert _volume_key(hu.astype(np.float32), (3.0, 1.0, 1.0)) != key  # same values, other dtype
