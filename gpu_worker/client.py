@@ -22,11 +22,17 @@ IN_PROCESS = "inprocess:"
 MAX_RESULT_VOXELS = 2048 * 1024 * 1024
 
 
-def _checked_shape(values, name: str) -> tuple[int, int, int]:
+class ResultShapeError(ValueError):
+    """An uploaded result's header names another grid than the job's CT."""
+
+
+def _checked_shape(values, name: str, expected=None) -> tuple[int, int, int]:
     shape = tuple(int(v) for v in np.asarray(values).ravel())
     if len(shape) != 3 or min(shape) < 1 or int(np.prod(shape, dtype=np.int64)) > MAX_RESULT_VOXELS:
         raise ValueError(f"{name}: expected three positive sizes totalling at most {MAX_RESULT_VOXELS} voxels, "
                          f"got {shape}")
+    if expected is not None and shape != tuple(expected):
+        raise ResultShapeError(f"{name} {shape} differs from the CT grid {tuple(expected)}")
     return shape
 
 
@@ -38,9 +44,11 @@ def encode_mask_npz(mask) -> bytes:
     return buf.getvalue()
 
 
-def decode_mask_npz(data: bytes) -> np.ndarray:
+def decode_mask_npz(data: bytes, shape=None) -> np.ndarray:
+    """npz bytes -> boolean mask; ``shape``, when given, is the CT grid the header must name (checked before
+    anything of that size is allocated)."""
     with np.load(io.BytesIO(data)) as npz:
-        shape = _checked_shape(npz["shape"], "mask shape")
+        shape = _checked_shape(npz["shape"], "mask shape", shape)
         packed = npz["mask"]
         count = int(np.prod(shape))
         if packed.dtype != np.uint8 or packed.size != (count + 7) // 8:
@@ -94,20 +102,18 @@ def encode_probability_npz(probability) -> bytes:
 
 
 def decode_probability_levels(data: bytes, shape=None) -> np.ndarray:
-    """npz bytes -> uint8 levels on the full grid; ``shape``, when given, is the grid the map must have.
-    Also reads the earlier full-volume format (``probability_u8``)."""
+    """npz bytes -> uint8 levels on the full grid; ``shape``, when given, is the CT grid the map must have
+    (checked before the full grid is allocated). Also reads the earlier full-volume format (``probability_u8``)."""
     with np.load(io.BytesIO(data)) as npz:
         if "probability_u8" in npz.files:
             levels = npz["probability_u8"]
-            full_shape = _checked_shape(levels.shape, "probability shape")
+            full_shape = _checked_shape(levels.shape, "probability shape", shape)
         else:
-            full_shape = _checked_shape(npz["shape"], "probability shape")
+            full_shape = _checked_shape(npz["shape"], "probability shape", shape)
             start = [int(v) for v in np.asarray(npz["box_start"]).ravel()]
             levels = npz["levels"]
         if levels.dtype != np.uint8:
             raise ValueError(f"probability: levels must be uint8, got {levels.dtype}")
-        if shape is not None and full_shape != tuple(shape):
-            raise ValueError(f"probability shape {full_shape} differs from the mask {tuple(shape)}")
         if "probability_u8" in npz.files:
             return levels
         if levels.ndim != 3 or len(start) != 3 or any(

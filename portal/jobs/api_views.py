@@ -187,21 +187,29 @@ class WorkerProgressView(WorkerView):
 
 class WorkerResultView(WorkerView):
     def post(self, request, pk):
-        from gpu_worker.client import decode_mask_npz, decode_probability_levels
+        from gpu_worker.client import ResultShapeError, decode_mask_npz, decode_probability_levels
 
         worker = self.worker_of(request)
         upload = request.FILES.get("mask")
         if upload is None:
             raise ValidationError({"mask": "the mask file (.npz, packed bits + shape) is required"})
         try:
-            mask = decode_mask_npz(upload.read())
+            grid_shape = services.result_shape(pk)  # checked against the headers before anything is allocated
+        except services.JobError as exc:
+            return _error(exc)
+        try:
+            mask = decode_mask_npz(upload.read(), shape=grid_shape)
+        except ResultShapeError as exc:
+            return _error(services.JobError(str(exc), field="mask"))
         except Exception as exc:  # noqa: BLE001 - any decoding failure is bad input
             raise ValidationError({"mask": f"not a packed-bits mask .npz: {exc}"}) from None
         probability = None
         if "probability" in request.FILES:
             try:
                 # Kept as uint8 levels: the portal stores them as they came, no float round trip.
-                probability = decode_probability_levels(request.FILES["probability"].read(), shape=mask.shape)
+                probability = decode_probability_levels(request.FILES["probability"].read(), shape=grid_shape)
+            except ResultShapeError as exc:
+                return _error(services.JobError(str(exc), field="probability"))
             except Exception as exc:  # noqa: BLE001
                 raise ValidationError({"probability": f"not a valid probability .npz (uint8 levels): {exc}"}) from None
         try:

@@ -351,6 +351,27 @@ def record_progress(job_id: int, worker_id: str, percent, message: str = "") -> 
     return {"cancel": bool(job.cancel_requested or not updated), "state": job.state}
 
 
+def result_shape(job_id: int) -> tuple[int, int, int]:
+    """The CT grid a job's result must lie on, known before an upload is decoded, so that an upload's header
+    cannot make the portal allocate more than the case's CT."""
+    from portal.imaging.volume import series_grid
+
+    job = _result_job(job_id)
+    try:
+        return tuple(series_grid(job.case.ct_series).shape)
+    except ValueError as exc:
+        raise JobError(str(exc), field="ct") from None
+
+
+def _result_job(job_id: int) -> Job:
+    job = Job.objects.select_related("case__ct_series").filter(pk=job_id).first()
+    if job is None:
+        raise JobError(f"job {job_id} not found", field="job", status=404)
+    if job.case is None:
+        raise JobError(f"job {job.pk} ({job.kind}) has no case to store a mask for", field="mask")
+    return job
+
+
 def store_result(job_id: int, worker_id: str, mask, probability=None, info: dict | None = None) -> Job:
     """Store a job's result once (idempotent by job id) and mark it succeeded.
 
@@ -364,15 +385,11 @@ def store_result(job_id: int, worker_id: str, mask, probability=None, info: dict
     from portal.imaging import storage
     from portal.imaging.volume import series_grid
 
-    job = Job.objects.select_related("case__ct_series").filter(pk=job_id).first()
-    if job is None:
-        raise JobError(f"job {job_id} not found", field="job", status=404)
+    job = _result_job(job_id)
     if job.state == State.SUCCEEDED:
         return job
     if job.state != State.RUNNING:
         raise JobStateError(f"job {job.pk} is {job.state}; its result is not accepted")
-    if job.case is None:
-        raise JobError(f"job {job.pk} ({job.kind}) has no case to store a mask for", field="mask")
     grid = series_grid(job.case.ct_series)
     mask = np.asarray(mask)
     if mask.shape != tuple(grid.shape):

@@ -126,7 +126,8 @@ def test_worker_protocol_over_rest_with_real_model_output(sts_case, users, check
     bad = worker.post(f"/api/worker/jobs/{job.pk}/result/", {
         "worker": "box:1", "mask": io.BytesIO(encode_mask_npz(result.mask)),
         "probability": io.BytesIO(encode_probability_npz(result.probability[:, :-1]))}, format="multipart")
-    assert bad.status_code == 400 and "differs from the mask" in str(bad.json()["probability"])
+    assert bad.status_code == 400 and bad.json()["field"] == "probability"
+    assert "differs from the CT grid" in bad.json()["detail"]
     for _ in range(2):  # the second post is a no-op: results are keyed by job id
         stored = worker.post(f"/api/worker/jobs/{job.pk}/result/", {
             "worker": "box:1", "info": '{"timings": {"total": 1.0}}',

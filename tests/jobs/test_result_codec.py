@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from gpu_worker.client import (MAX_RESULT_VOXELS, decode_mask_npz, decode_probability_levels,
+from gpu_worker.client import (MAX_RESULT_VOXELS, ResultShapeError, decode_mask_npz, decode_probability_levels,
                                decode_probability_npz, encode_mask_npz, encode_probability_npz,
                                probability_levels)
 
@@ -74,10 +74,16 @@ def test_a_malformed_probability_upload_is_refused_before_anything_large_is_allo
         decode_probability_levels(_npz(**arrays))
 
 
-def test_a_probability_on_another_grid_than_the_mask_is_refused():
-    data = encode_probability_npz(_confidence_map())
-    with pytest.raises(ValueError, match="differs from the mask"):
-        decode_probability_levels(data, shape=(20, 64, 47))
+def test_a_result_on_another_grid_than_the_ct_is_refused_from_its_header():
+    prob = _confidence_map()
+    with pytest.raises(ResultShapeError, match=r"probability shape \(20, 64, 48\) differs from the CT grid"):
+        decode_probability_levels(encode_probability_npz(prob), shape=(20, 64, 47))
+    with pytest.raises(ResultShapeError, match="mask shape"):
+        decode_mask_npz(encode_mask_npz(prob >= 0.5), shape=(20, 64, 47))
+    # A header naming a huge grid is refused by the CT's shape alone, before its bits are read.
+    huge = _npz(mask=np.zeros(1, np.uint8), shape=np.array([1000, 1000, 1000]))
+    with pytest.raises(ResultShapeError):
+        decode_mask_npz(huge, shape=(20, 64, 48))
 
 
 def test_mask_round_trip_and_a_header_that_does_not_match_its_bits():
