@@ -198,5 +198,9 @@ class Segmenter:
             count *= 1 if size <= roi else math.ceil((size - roi) / interval) + 1
         return max(1, count)
 
-    def clear_cache(self) -> None:
+    def clear_cache(self, *, text: bool = False) -> None:
+        """Forget cached image features; with ``text=True`` also the text encoder's embeddings, so the next
+        run pays for encoding its prompt as a run with a context never seen before does."""
         self._features.clear()
+        if text and hasattr(self.model.text, "clear_cache"):
+            self.model.text.clear_cache()

@@ -239,6 +239,9 @@ class PromptTunedLM(TextEncoder):
     def cache_info(self) -> int:
         return len(self._cache)
 
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
 
 def build_text_encoder(spec: dict | None, cancer_type: str = "breast", device="cpu") -> TextEncoder:
     spec = dict(spec or {"kind": "minilm"})

@@ -37,5 +37,5 @@ def test_bench_prints_every_claim_and_an_exit_status_that_matches(cancer_type, n
     for claim in claims:
         assert claim["claim"] in printed
     clinical = data["numbers"]["timing_clinical"]
-    assert clinical["shape"][1:] == [192, 192] and clinical["cases"] == 1
+    assert clinical["shape"][1:] == [192, 192] and clinical["cases"] == 1 and clinical["repeats"] == 3
     assert claims[-1]["value"] == pytest.approx(clinical["what_if_over_full"])

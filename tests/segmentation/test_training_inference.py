@@ -110,6 +110,16 @@ def test_what_if_reuses_image_features_and_follows_the_context(tiny_checkpoints,
     assert not np.array_equal(other.probability, first.probability)
     same = seg.what_if(case.hu, case.grid.spacing_zyx, "breast", case.context)
     np.testing.assert_allclose(same.probability, first.probability, atol=1e-6)
+    # clear_cache forgets the image features; with text=True the prompt embeddings too (the timing claim's
+    # fresh runs), and a run after it gives the same result.
+    assert seg.model.text.cache_info() == 2
+    seg.clear_cache()
+    assert seg.model.text.cache_info() == 2
+    seg.clear_cache(text=True)
+    assert seg.model.text.cache_info() == 0
+    again = seg.what_if(case.hu, case.grid.spacing_zyx, "breast", case.context)
+    assert not again.reused_image_features and seg.model.text.cache_info() == 1
+    np.testing.assert_allclose(again.probability, first.probability, atol=1e-6)
 
 
 def test_batched_windows_give_the_same_probabilities_and_reuse_features(tiny_checkpoints, tiny_cases):
