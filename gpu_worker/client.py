@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -101,24 +102,48 @@ def encode_probability_npz(probability) -> bytes:
     return buf.getvalue()
 
 
-def decode_probability_levels(data: bytes, shape=None) -> np.ndarray:
-    """npz bytes -> uint8 levels on the full grid; ``shape``, when given, is the CT grid the map must have
-    (checked before the full grid is allocated). Also reads the earlier full-volume format (``probability_u8``)."""
+def _read_probability(data: bytes, shape=None):
+    """Check a probability npz -> (full shape, box start or None for the full-volume format, uint8 levels).
+    ``shape``, when given, is the CT grid the header must name; nothing of the grid's size is allocated."""
     with np.load(io.BytesIO(data)) as npz:
         if "probability_u8" in npz.files:
             levels = npz["probability_u8"]
             full_shape = _checked_shape(levels.shape, "probability shape", shape)
+            start = None
         else:
             full_shape = _checked_shape(npz["shape"], "probability shape", shape)
             start = [int(v) for v in np.asarray(npz["box_start"]).ravel()]
             levels = npz["levels"]
-        if levels.dtype != np.uint8:
-            raise ValueError(f"probability: levels must be uint8, got {levels.dtype}")
-        if "probability_u8" in npz.files:
-            return levels
-        if levels.ndim != 3 or len(start) != 3 or any(
-                b < 0 or b + n > s for b, n, s in zip(start, levels.shape, full_shape)):
-            raise ValueError(f"probability: box at {start} of size {levels.shape} lies outside the grid {full_shape}")
+    if levels.dtype != np.uint8:
+        raise ValueError(f"probability: levels must be uint8, got {levels.dtype}")
+    if start is not None and (levels.ndim != 3 or len(start) != 3 or any(
+            b < 0 or b + n > s for b, n, s in zip(start, levels.shape, full_shape))):
+        raise ValueError(f"probability: box at {start} of size {levels.shape} lies outside the grid {full_shape}")
+    return full_shape, start, levels
+
+
+@dataclass(frozen=True)
+class ProbabilityUpload:
+    """A probability npz as a worker sent it, checked by ``check_probability_npz``: the portal stores these
+    bytes as they are instead of decoding and compressing the map again."""
+
+    data: bytes
+    shape: tuple[int, int, int]
+
+
+def check_probability_npz(data: bytes, shape=None) -> ProbabilityUpload:
+    """Check an uploaded probability npz (format, uint8 levels, box inside the grid, ``shape`` when given) and
+    keep its bytes."""
+    full_shape, _, _ = _read_probability(data, shape)
+    return ProbabilityUpload(bytes(data), full_shape)
+
+
+def decode_probability_levels(data: bytes, shape=None) -> np.ndarray:
+    """npz bytes -> uint8 levels on the full grid; ``shape``, when given, is the CT grid the map must have
+    (checked before the full grid is allocated). Also reads the earlier full-volume format (``probability_u8``)."""
+    full_shape, start, levels = _read_probability(data, shape)
+    if start is None:
+        return levels
     full = np.zeros(full_shape, dtype=np.uint8)
     full[tuple(slice(b, b + n) for b, n in zip(start, levels.shape))] = levels
     return full

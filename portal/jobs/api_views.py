@@ -187,7 +187,7 @@ class WorkerProgressView(WorkerView):
 
 class WorkerResultView(WorkerView):
     def post(self, request, pk):
-        from gpu_worker.client import ResultShapeError, decode_mask_npz, decode_probability_levels
+        from gpu_worker.client import ResultShapeError, check_probability_npz, decode_mask_npz
 
         worker = self.worker_of(request)
         upload = request.FILES.get("mask")
@@ -206,8 +206,8 @@ class WorkerResultView(WorkerView):
         probability = None
         if "probability" in request.FILES:
             try:
-                # Kept as uint8 levels: the portal stores them as they came, no float round trip.
-                probability = decode_probability_levels(request.FILES["probability"].read(), shape=grid_shape)
+                # Checked, then stored as the worker sent it: no second decode and compression of the map.
+                probability = check_probability_npz(request.FILES["probability"].read(), shape=grid_shape)
             except ResultShapeError as exc:
                 return _error(services.JobError(str(exc), field="probability"))
             except Exception as exc:  # noqa: BLE001

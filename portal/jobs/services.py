@@ -376,12 +376,13 @@ def store_result(job_id: int, worker_id: str, mask, probability=None, info: dict
     """Store a job's result once (idempotent by job id) and mark it succeeded.
 
     ``mask`` is a boolean [slice, row, column] array on the case's CT grid;
-    ``probability`` (optional) a float array in [0, 1] of the same shape, or its uint8 levels (p = level / 255).
+    ``probability`` (optional) a float array in [0, 1] of the same shape, its uint8 levels (p = level / 255), or
+    a checked upload (``gpu_worker.client.ProbabilityUpload``), stored as it came.
     A repeated post for a job that already succeeded returns it unchanged.
     """
     import numpy as np
 
-    from gpu_worker.client import encode_probability_npz
+    from gpu_worker.client import ProbabilityUpload, encode_probability_npz
     from portal.imaging import storage
     from portal.imaging.volume import series_grid
 
@@ -399,12 +400,15 @@ def store_result(job_id: int, worker_id: str, mask, probability=None, info: dict
     storage.save_mask(mask_rel, mask)
     prob_rel = ""
     if probability is not None:
-        probability = np.asarray(probability)  # float in [0, 1], or uint8 levels as uploaded
-        if probability.shape != mask.shape:
-            raise JobError(f"probability shape {probability.shape} differs from the mask {mask.shape}",
-                           field="probability")
+        if isinstance(probability, ProbabilityUpload):  # checked on upload: stored as the worker sent it
+            shape, encoded = probability.shape, probability.data
+        else:  # float in [0, 1], or uint8 levels (the in-process worker)
+            probability = np.asarray(probability)
+            shape, encoded = probability.shape, None
+        if tuple(shape) != mask.shape:
+            raise JobError(f"probability shape {tuple(shape)} differs from the mask {mask.shape}", field="probability")
         prob_rel = storage.result_relpath("job_probability", str(job.pk), ".npz")
-        storage.write_bytes_atomic(prob_rel, encode_probability_npz(probability))
+        storage.write_bytes_atomic(prob_rel, encoded if encoded is not None else encode_probability_npz(probability))
     metrics = _metrics_against_ground_truth(job, mask, grid)
     info = dict(info or {})
     rtstruct_rel = ""

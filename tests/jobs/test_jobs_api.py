@@ -128,16 +128,19 @@ def test_worker_protocol_over_rest_with_real_model_output(sts_case, users, check
         "probability": io.BytesIO(encode_probability_npz(result.probability[:, :-1]))}, format="multipart")
     assert bad.status_code == 400 and bad.json()["field"] == "probability"
     assert "differs from the CT grid" in bad.json()["detail"]
+    sent = encode_probability_npz(result.probability)
     for _ in range(2):  # the second post is a no-op: results are keyed by job id
         stored = worker.post(f"/api/worker/jobs/{job.pk}/result/", {
             "worker": "box:1", "info": '{"timings": {"total": 1.0}}',
             "mask": io.BytesIO(encode_mask_npz(result.mask)),
-            "probability": io.BytesIO(encode_probability_npz(result.probability))}, format="multipart")
+            "probability": io.BytesIO(sent)}, format="multipart")
         assert stored.status_code == 200 and stored.json()["state"] == "succeeded"
     job.refresh_from_db()
     assert job.progress == 100 and job.attempts == 1
     assert np.array_equal(storage.load_mask(job.mask_path), result.mask)
     assert np.abs(services.load_probability(job.probability_path) - result.probability).max() <= 0.5 / 255 + 1e-6
+    # Stored as the worker sent it (checked on upload, not decoded and compressed again).
+    assert storage.absolute(job.probability_path).read_bytes() == sent
     assert "dice" in job.metrics and "hd95_mm" in job.metrics  # the case has ground truth: metrics stored
     assert result.mask.any(), "the seeded tiny model marks some voxels"
     import pydicom

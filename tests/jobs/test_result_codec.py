@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from gpu_worker.client import (MAX_RESULT_VOXELS, ResultShapeError, decode_mask_npz, decode_probability_levels,
+from gpu_worker.client import (MAX_RESULT_VOXELS, ResultShapeError, check_probability_npz, decode_mask_npz, decode_probability_levels,
                                decode_probability_npz, encode_mask_npz, encode_probability_npz,
                                probability_levels)
 
@@ -69,15 +69,24 @@ def _npz(**arrays) -> bytes:
     (dict(shape=np.array([4096, 4096, 4096]), box_start=np.array([0, 0, 0]), levels=np.ones((1, 1, 1), np.uint8)),
      f"at most {MAX_RESULT_VOXELS}"),
 ])
-def test_a_malformed_probability_upload_is_refused_before_anything_large_is_allocated(arrays, message):
+@pytest.mark.parametrize("read", [decode_probability_levels, check_probability_npz])
+def test_a_malformed_probability_upload_is_refused_before_anything_large_is_allocated(arrays, message, read):
     with pytest.raises(ValueError, match=message):
-        decode_probability_levels(_npz(**arrays))
+        read(_npz(**arrays))
+
+
+def test_a_checked_upload_keeps_the_bytes_the_worker_sent():
+    data = encode_probability_npz(_confidence_map())
+    upload = check_probability_npz(data, shape=(20, 64, 48))
+    assert upload.data == data and upload.shape == (20, 64, 48)
 
 
 def test_a_result_on_another_grid_than_the_ct_is_refused_from_its_header():
     prob = _confidence_map()
     with pytest.raises(ResultShapeError, match=r"probability shape \(20, 64, 48\) differs from the CT grid"):
         decode_probability_levels(encode_probability_npz(prob), shape=(20, 64, 47))
+    with pytest.raises(ResultShapeError):
+        check_probability_npz(encode_probability_npz(prob), shape=(20, 64, 47))
     with pytest.raises(ResultShapeError, match="mask shape"):
         decode_mask_npz(encode_mask_npz(prob >= 0.5), shape=(20, 64, 47))
     # A header naming a huge grid is refused by the CT's shape alone, before its bits are read.
