@@ -37,6 +37,7 @@ from fixtures.rules import (  # noqa: E402
 from segmentation.cohort import generate_cases  # noqa: E402
 from segmentation.inference import Segmenter  # noqa: E402
 from segmentation.model import read_checkpoint  # noqa: E402
+from segmentation.training import neutral_context_edits  # noqa: E402
 
 CKPT_DIR = Path(__file__).resolve().parents[1] / "segmentation" / "checkpoints"
 SITES = ("internal", "external1", "external2")
@@ -96,7 +97,7 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
     vision = Segmenter.from_checkpoint(vision_path or CKPT_DIR / "breast_vision.pt")
     numbers = {"checkpoints": {"multimodal": mm.checkpoint_id, "vision": vision.checkpoint_id},
                "per_site": {}, "flip": [], "nodes": [], "skin": [], "omission": {k: [] for k in OMIT},
-               "timing": _new_timing()}
+               "omission_all_sites": {k: [] for k in OMIT}, "neutral_edit_change": [], "timing": _new_timing()}
     for site in SITES:
         split = "test"
         cases = generate_cases("breast", site, split, per_site, seed=seed, shape=shape)
@@ -104,9 +105,25 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
         for case in cases:
             sp = case.grid.spacing_zyx
             res = score_case(mm, vision, case, "breast", numbers, rows)
+            ctx = case.context
+            base = compute_panel(res.mask, case.ctv, sp)["dice"]
+            omitted = {}
+            for field in OMIT:
+                r = mm.what_if(case.hu, sp, "breast", ctx, omit=(field,))
+                omitted[field] = base - compute_panel(r.mask, case.ctv, sp)["dice"]
+                numbers["omission_all_sites"][field].append(omitted[field])
             if site != "internal":
                 continue
-            ctx = case.context
+            # Component omission (internal held-out cases): the claims.
+            for field in OMIT:
+                numbers["omission"][field].append(omitted[field])
+            # Diagnostic, not a claim: how far an edit the rules ignore (another T stage with the same
+            # ground-truth CTV, or T left out where it decides nothing) moves the contour, as 1 - Dice
+            # between the two predictions. A trainee's irrelevant "what if" should move nothing.
+            for edit in neutral_context_edits("breast", ctx):
+                if np.array_equal(ctv_for(case, edit), case.ctv):
+                    r = mm.what_if(case.hu, sp, "breast", edit)
+                    numbers["neutral_edit_change"].append(1.0 - compute_panel(r.mask, res.mask, sp)["dice"])
             # Counterfactual: laterality flip.
             if ctx.get("laterality") in ("left", "right"):
                 flipped = _what_if(mm, case, dict(ctx, laterality=other_side(ctx["laterality"])), numbers)
@@ -130,11 +147,6 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
                         a = mm.what_if(case.hu, sp, "breast", ctx).mask
                         b = mm.what_if(case.hu, sp, "breast", mast).mask
                         numbers["skin"].append(coverage(b, band) - coverage(a, band))
-            # Component omission (internal held-out cases).
-            base = compute_panel(res.mask, case.ctv, sp)["dice"]
-            for field in OMIT:
-                r = mm.what_if(case.hu, sp, "breast", ctx, omit=(field,))
-                numbers["omission"][field].append(base - compute_panel(r.mask, case.ctv, sp)["dice"])
         numbers["per_site"][site] = site_means(rows, len(cases))
 
     claims = []
@@ -169,6 +181,9 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
           drops["T"] < min(drops[f] for f in OMIT[:3]))
     _timing_claim(numbers, claim, mm, "breast", timing_cases, timing_shape, seed, timing_repeats)
     numbers["omission_mean_drop"] = drops
+    numbers["omission_mean_drop_all_sites"] = {f: float(np.mean(v)) for f, v in numbers["omission_all_sites"].items()}
+    numbers["neutral_edit_change_mean"] = (float(np.mean(numbers["neutral_edit_change"]))
+                                           if numbers["neutral_edit_change"] else float("nan"))
     return claims, numbers
 
 
@@ -340,6 +355,13 @@ def main(argv=None) -> int:
           f"  (bench wall {time.perf_counter() - t0:.0f} s)")
     print(f"what-if / full run on these {shape} x {shape} cases, paired, CPU seconds: {t['what_if_over_full_same_cases']:.3f} "
           f"({t['what_if_pairs_same_cases']} what-ifs; not a claim: resampling costs next to nothing at this size)")
+    if "neutral_edit_change_mean" in numbers:
+        drops = numbers["omission_mean_drop_all_sites"]
+        n_all = len(next(iter(numbers["omission_all_sites"].values())))
+        print(f"not claims: omission Dice drop over all {n_all} held-out cases: "
+              + ", ".join(f"{f} {v:.3f}" for f, v in drops.items())
+              + f"; edits the rules ignore (another T stage, T left out) move the contour by 1 - Dice "
+              f"{numbers['neutral_edit_change_mean']:.3f} (mean of {len(numbers['neutral_edit_change'])})")
     held = sum(c["held"] for c in claims)
     print(f"claims held: {held} of {len(claims)}")
     if args.json:

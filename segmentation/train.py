@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coarsen-p", type=float, default=0.0,
                    help="breast: probability of rendering a sample's T/N stages without their subdivision "
                         "(cT1c -> cT1, N2a -> N2); the CTV rules read only the main stage")
+    p.add_argument("--consistency-weight", type=float, default=0.0,
+                   help="breast: decode each sample a second time under a neutral edit of its context (another T "
+                        "stage, or T left out, where the ground-truth CTV stays the same) and pull the two "
+                        "probability maps together with this weight; 0 = off")
     p.add_argument("--stats-every", type=int, default=1,
                    help="re-encode the training contexts for the context standardiser every K steps (and at "
                         "every epoch's end); K > 1 trades exactness for speed")
@@ -150,6 +154,7 @@ def main(argv=None, stdout=None, progress_callback=None) -> dict:
                       omit_p=args.omit_p if model.uses_text else 0.0,
                       contrast_weight=args.contrast_weight if model.uses_text else 0.0, max_shift=args.max_shift,
                       coarsen_p=args.coarsen_p if model.uses_text else 0.0, stats_every=args.stats_every,
+                      consistency_weight=args.consistency_weight if model.uses_text else 0.0,
                       data_fraction=args.data_fraction, cohort=cohort)
     bar = None if args.no_progress else tqdm(total=cfg.epochs * cfg.steps_per_epoch, file=out, desc="training")
 

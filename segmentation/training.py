@@ -24,6 +24,13 @@
   rendered without their subdivision (cT1c → cT1, N2a → N2, N1mi → N1). The breast rules depend only on
   the main stage, and with a few dozen training cases a rare string such as "cT1a" or "N2a" otherwise
   becomes a key the model memorises (it over-segmented such cases).
+- Context consistency (``consistency_weight`` > 0, breast): a sample whose context has a *neutral*
+  edit (another T stage, or T left out, where the ground-truth CTV stays the same; see
+  ``neutral_context_edits``) is decoded a second time under that edit from the same image features, and
+  the two probability maps are pulled together (``context_consistency_loss``). Dice + CE only asks
+  both prompts for the target; where the model is unsure, "cT1c" and "cT2" still moved hundreds of
+  voxels, so a trainee's irrelevant edit changed the contour and leaving T out changed Dice by
+  ±0.05 per case.
 - Augmentation: random intensity scale/shift and Gaussian noise, small random z-shift, and with
   ``max_shift`` > 0 a random in-plane translation of up to that many working voxels (air fills the
   gap): another site's table position and field of view put the anatomy elsewhere in the sliding
@@ -68,6 +75,7 @@ class TrainConfig:
     contrast_weight: float = 0.0  # weight of the context-contrast BCE term (0: off)
     max_shift: int = 0  # in-plane translation augmentation, working voxels (0: off)
     coarsen_p: float = 0.0  # probability of dropping the T/N subdivision from a breast sample's context
+    consistency_weight: float = 0.0  # weight of the neutral-edit consistency term (0: off)
     lr_schedule: str = "constant"  # "constant" | "cosine" (decays to lr / 20 over the run)
     # Re-encode the reference contexts for the context standardiser every K steps (and always before
     # validation and saving). Re-encoding the whole bank costs several optimiser steps (6.8 s against
@@ -88,6 +96,8 @@ class TrainingCase:
     # decisive[i]: bool [1, Z, Y, X], voxels where variant i's target differs from the own target
     # (decisive[0]: where any counterfactual differs). Empty list: no contrast term for this case.
     decisive: list = field(default_factory=list)
+    # neutral[i]: edits of variant i's context whose ground-truth CTV is variant i's target (empty: none)
+    neutral: list = field(default_factory=list)
 
 
 OMITTABLE = {"breast": ("laterality", "surgery", "N", "T")}
@@ -160,6 +170,23 @@ def _counterfactual_contexts(cancer_type: str, context: dict) -> list[dict]:
     return out
 
 
+# T stages a neutral edit may put into a breast context (one per main stage the cohort uses).
+_NEUTRAL_T_STAGES = ("Tis", "T1a", "T1b", "T1c", "T2", "T3", "T4b")
+
+
+def neutral_context_edits(cancer_type: str, context: dict) -> list[dict]:
+    """Candidate edits of ``context`` that its rules may ignore (breast: every other T stage, and T left
+    out); the caller keeps those whose ground-truth CTV is unchanged (``prepare_case`` checks each one on
+    the case's anatomy, so no rule is restated here). Other cancer types: none yet."""
+    if cancer_type != "breast":
+        return []
+    shown = breast_t_stage(context)
+    out = [_with_stage(context, ("cT", "pT"), t) for t in _NEUTRAL_T_STAGES if shown is None or t != shown[1]]
+    if shown is not None:
+        out.append(omit_fields(cancer_type, context, ("T",)))
+    return out
+
+
 def prepare_case(case, config: ModelConfig, divisor: int, counterfactual_fn=None, with_variants=True) -> TrainingCase:
     spacing = case.grid.spacing_zyx
     image = prepare(case.hu, spacing, config.target_spacing_zyx, divisor).image
@@ -179,7 +206,17 @@ def prepare_case(case, config: ModelConfig, divisor: int, counterfactual_fn=None
         own = variants[0][1] > 0.5
         changed = [(label > 0.5) ^ own for _, label in variants[1:]]
         decisive = [torch.stack(changed).any(0)] + changed
-    return TrainingCase(case_id, image, variants, omissions, decisive)
+    neutral = []
+    if with_variants and counterfactual_fn is not None:
+        render = lambda ctx: " | ".join(sorted(f"{k}={v}" for k, v in ctx.items()))  # noqa: E731
+        for ctx, _ in variants:
+            target = counterfactual_fn(case, ctx)  # compared on the CT grid: exact, and nothing to resample
+            kept = {}
+            for edit in neutral_context_edits(config.cancer_type, ctx):
+                if np.array_equal(counterfactual_fn(case, edit), target):
+                    kept.setdefault(render(edit), edit)
+            neutral.append(list(kept.values()))
+    return TrainingCase(case_id, image, variants, omissions, decisive, neutral)
 
 
 def seed_everything(seed: int) -> None:
@@ -211,14 +248,18 @@ class SampleOptions:
     max_shift: int = 0
     coarsen_p: float = 0.0
     cancer_type: str = "breast"
+    neutral_twin: bool = False  # also draw a neutral edit of the sample's context (the consistency term)
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, cancer_type: str) -> "SampleOptions":
-        return cls(cfg.slab_slices, cfg.counterfactual_p, cfg.omit_p, cfg.max_shift, cfg.coarsen_p, cancer_type)
+        return cls(cfg.slab_slices, cfg.counterfactual_p, cfg.omit_p, cfg.max_shift, cfg.coarsen_p, cancer_type,
+                   cfg.consistency_weight > 0)
 
 
 def _sample(case: TrainingCase, rng: np.random.Generator, options: SampleOptions):
-    """One training slab: (image, label, context, decisive) — decisive marks the context-dependent voxels."""
+    """One training slab: (image, label, context, decisive, twin) — decisive marks the context-dependent voxels;
+    twin is a neutral edit of the context (same target) when ``options.neutral_twin`` and the case has one,
+    else None."""
     slab = options.slab
     variant = 0
     if len(case.variants) > 1 and rng.random() < options.counterfactual_p:
@@ -230,8 +271,13 @@ def _sample(case: TrainingCase, rng: np.random.Generator, options: SampleOptions
             context = case.omissions[int(rng.integers(len(case.omissions)))]
             variant = None  # a field is unknown: the image decides, nothing to contrast
     decisive = case.decisive[variant] if case.decisive and variant is not None else torch.zeros_like(label, dtype=torch.bool)
+    twin = None
+    if options.neutral_twin and variant is not None and case.neutral and case.neutral[variant]:
+        edits = case.neutral[variant]
+        twin = edits[int(rng.integers(len(edits)))]
     if options.coarsen_p > 0 and rng.random() < options.coarsen_p:
         context = coarsen_stages(options.cancer_type, context)
+        twin = coarsen_stages(options.cancer_type, twin) if twin is not None else None
     z = case.image.shape[1]
     if z <= slab:
         start = 0
@@ -256,7 +302,7 @@ def _sample(case: TrainingCase, rng: np.random.Generator, options: SampleOptions
     # Intensity augmentation (no mirroring: it would contradict the laterality in the context).
     img = img * float(rng.uniform(0.9, 1.1)) + float(rng.uniform(-0.05, 0.05))
     img = img + torch.randn_like(img) * float(rng.uniform(0.0, 0.02))
-    return img, lab, context, dec
+    return img, lab, context, dec, twin
 
 
 def context_contrast_loss(logits: torch.Tensor, labels: torch.Tensor, decisive: torch.Tensor) -> torch.Tensor:
@@ -269,6 +315,13 @@ def context_contrast_loss(logits: torch.Tensor, labels: torch.Tensor, decisive: 
         return logits.sum() * 0.0
     per_sample = (per_voxel * weights).flatten(1).sum(1)[used] / counts[used]
     return per_sample.mean()
+
+
+def context_consistency_loss(logits: torch.Tensor, twin_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over samples of sum((p - q)^2) / (sum(p^2) + sum(q^2)) for the two probability maps: 0 when they
+    agree, 1 when they do not overlap; scale-free, so a small CTV counts as much as a large one."""
+    p, q = torch.sigmoid(logits).flatten(1), torch.sigmoid(twin_logits).flatten(1)
+    return (((p - q) ** 2).sum(1) / ((p ** 2).sum(1) + (q ** 2).sum(1)).clamp_min(1e-6)).mean()
 
 
 def dice_score(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -357,8 +410,19 @@ def train(model: SegmentationModel, train_cases: list[TrainingCase], val_cases: 
                 model.refresh_context_statistics()
             images = torch.stack([b[0] for b in batch])
             labels = torch.stack([b[1] for b in batch])
-            logits = model(images, [b[2] for b in batch])
+            contexts = [b[2] for b in batch]
+            twinned = [i for i, b in enumerate(batch) if b[4] is not None] if cfg.consistency_weight > 0 else []
+            if twinned:
+                # One LM call for both prompts, one image-encoder pass for both decodes.
+                tokens, _ = model.context_tokens(contexts + [batch[i][4] for i in twinned])
+                feats = model.net.encode(images)
+                logits = model.net.decode(feats, tokens[:len(batch)])
+                twin_logits = model.net.decode([f[twinned] for f in feats], tokens[len(batch):])
+            else:
+                logits = model(images, contexts)
             loss = loss_fn(logits, labels)
+            if twinned:
+                loss = loss + cfg.consistency_weight * context_consistency_loss(logits[twinned], twin_logits)
             if cfg.contrast_weight > 0:
                 loss = loss + cfg.contrast_weight * context_contrast_loss(logits, labels, torch.stack([b[3] for b in batch]))
             optimiser.zero_grad(set_to_none=True)

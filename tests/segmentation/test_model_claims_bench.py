@@ -39,3 +39,9 @@ def test_bench_prints_every_claim_and_an_exit_status_that_matches(cancer_type, n
     clinical = data["numbers"]["timing_clinical"]
     assert clinical["shape"][1:] == [192, 192] and clinical["cases"] == 1 and clinical["repeats"] == 3
     assert claims[-1]["value"] == pytest.approx(clinical["what_if_over_full"])
+    if cancer_type == "breast":  # the diagnostics beside the claims: omission on every site, neutral edits
+        numbers = data["numbers"]
+        assert all(len(v) == 3 for v in numbers["omission_all_sites"].values())
+        assert numbers["omission_mean_drop_all_sites"]["laterality"] > 0
+        assert 0.0 <= numbers["neutral_edit_change_mean"] <= 1.0 and numbers["neutral_edit_change"]
+        assert "not claims: omission Dice drop over all 3 held-out cases" in printed

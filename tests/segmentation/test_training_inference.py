@@ -196,10 +196,10 @@ def test_decisive_voxels_are_where_the_counterfactual_target_differs(tiny_cases)
     assert case.decisive[flip].sum() > 0  # the other breast differs
     assert torch.equal(case.decisive[0], torch.stack(case.decisive[1:]).any(0))
     rng = np.random.default_rng(0)
-    img, lab, context, decisive = _sample(case, rng, SampleOptions(8, counterfactual_p=1.0))
+    img, lab, context, decisive, _ = _sample(case, rng, SampleOptions(8, counterfactual_p=1.0))
     assert decisive.shape == lab.shape == img.shape and decisive.dtype == torch.bool
     # An omitted component leaves nothing to contrast.
-    _, _, context, decisive = _sample(case, np.random.default_rng(1), SampleOptions(8, omit_p=1.0))
+    _, _, context, decisive, _ = _sample(case, np.random.default_rng(1), SampleOptions(8, omit_p=1.0))
     assert context in case.omissions and not decisive.any()
 
 
@@ -320,6 +320,74 @@ def test_context_contrast_loss_averages_over_the_decisive_voxels_of_each_sample(
     decisive[1] = True
     logits[1] = 20.0  # sample 1 right everywhere: the mean over samples halves
     assert abs(float(context_contrast_loss(logits, labels, decisive)) - np.log(2) / 2) < 1e-6
+
+
+def test_neutral_edits_keep_the_ground_truth_ctv_and_change_the_prompt(tiny_cases):
+    from segmentation.cohort import counterfactual_mask
+    from segmentation.training import SampleOptions, _sample, neutral_context_edits
+
+    model = SegmentationModel(ModelConfig(**TINY_CONFIG))
+    render = model.text.render
+    for raw in tiny_cases:
+        case = prepare_case(raw, model.config, model.net.divisor, counterfactual_mask)
+        assert len(case.neutral) == len(case.variants)
+        for (context, _), edits in zip(case.variants, case.neutral):
+            target = counterfactual_mask(raw, context)
+            for edit in edits:
+                assert np.array_equal(counterfactual_mask(raw, edit), target)
+            # every candidate that keeps the target is kept (once per distinct context)
+            candidates = [e for e in neutral_context_edits("breast", context)
+                          if np.array_equal(counterfactual_mask(raw, e), target)]
+            assert {render("breast", e) for e in edits} == {render("breast", e) for e in candidates}
+            assert all(render("breast", e) != render("breast", context) for e in edits)
+    # T3 -> T2 with N0 takes the nodes away, so it is not neutral; T1c -> T2 is.
+    n0 = {"laterality": "left", "surgery": "bcs", "cT": "T3", "cN": "N0"}
+    from fixtures.rules import breast_ctv_regions
+
+    kept = [e for e in neutral_context_edits("breast", n0) if breast_ctv_regions(e) == breast_ctv_regions(n0)]
+    assert {e.get("cT") for e in kept} == {"T4b"}
+    assert neutral_context_edits("prostate", {"t_stage": "T2a"}) == []
+    # twins are drawn only when asked for, and always from the sample's own variant
+    case = prepare_case(tiny_cases[0], model.config, model.net.divisor, counterfactual_mask)
+    assert _sample(case, np.random.default_rng(0), SampleOptions(8))[4] is None
+    for seed in range(20):
+        _, _, context, _, twin = _sample(case, np.random.default_rng(seed), SampleOptions(8, counterfactual_p=0.5,
+                                                                                          neutral_twin=True))
+        variant = next(i for i, (c, _) in enumerate(case.variants) if c == context)
+        assert twin is None if not case.neutral[variant] else twin in case.neutral[variant]
+
+
+def test_context_consistency_loss_is_zero_when_the_maps_agree_and_one_when_disjoint():
+    from segmentation.training import context_consistency_loss
+
+    a = torch.full((2, 1, 2, 2, 2), -20.0)
+    a[:, :, 0] = 20.0
+    assert float(context_consistency_loss(a, a.clone())) < 1e-12
+    disjoint = torch.full_like(a, -20.0)
+    disjoint[:, :, 1] = 20.0
+    assert abs(float(context_consistency_loss(a, disjoint)) - 1.0) < 1e-6
+    b = a.clone().requires_grad_(True)
+    loss = context_consistency_loss(a + 0.5, b)
+    loss.backward()
+    assert float(loss.detach()) > 0 and b.grad.abs().sum() > 0
+
+
+def test_training_with_the_consistency_term_decodes_twins_and_runs(tiny_cases, tmp_path):
+    from segmentation.cohort import counterfactual_mask
+
+    torch.manual_seed(0)
+    model = SegmentationModel(ModelConfig(**TINY_CONFIG))
+    cases = [prepare_case(c, model.config, model.net.divisor, counterfactual_mask) for c in tiny_cases]
+    assert any(edits for case in cases for edits in case.neutral)
+    calls = []
+    decode = model.net.decode
+    model.net.decode = lambda feats, tokens: calls.append(feats[0].shape[0]) or decode(feats, tokens)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=3, batch_size=2, lr=1e-3, slab_slices=8, counterfactual_p=0.5,
+                      consistency_weight=1.0)
+    result = train(model, cases, [], cfg, tmp_path / "c.pt")
+    assert np.isfinite(result["history"][-1]["train_loss"])
+    assert len(calls) > 3  # at least one step decoded a twin beside its batch
+    assert read_checkpoint(tmp_path / "c.pt")["extra"]["train_config"]["consistency_weight"] == 1.0
 
 
 def test_cli_fine_tunes_a_finished_checkpoint_with_the_contrast_term(tmp_path, capsys):
