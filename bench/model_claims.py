@@ -37,7 +37,7 @@ from fixtures.rules import (  # noqa: E402
 from segmentation.cohort import generate_cases  # noqa: E402
 from segmentation.inference import Segmenter  # noqa: E402
 from segmentation.model import read_checkpoint  # noqa: E402
-from segmentation.training import neutral_context_edits  # noqa: E402
+from segmentation.training import neutral_edits_of_case  # noqa: E402
 
 CKPT_DIR = Path(__file__).resolve().parents[1] / "segmentation" / "checkpoints"
 SITES = ("internal", "external1", "external2")
@@ -120,10 +120,9 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
             # Diagnostic, not a claim: how far an edit the rules ignore (another T stage with the same
             # ground-truth CTV, or T left out where it decides nothing) moves the contour, as 1 - Dice
             # between the two predictions. A trainee's irrelevant "what if" should move nothing.
-            for edit in neutral_context_edits("breast", ctx):
-                if np.array_equal(ctv_for(case, edit), case.ctv):
-                    r = mm.what_if(case.hu, sp, "breast", edit)
-                    numbers["neutral_edit_change"].append(1.0 - compute_panel(r.mask, res.mask, sp)["dice"])
+            for edit in neutral_edits_of_case(case, ctx, ctv_for, "breast"):
+                r = mm.what_if(case.hu, sp, "breast", edit)
+                numbers["neutral_edit_change"].append(1.0 - compute_panel(r.mask, res.mask, sp)["dice"])
             # Counterfactual: laterality flip.
             if ctx.get("laterality") in ("left", "right"):
                 flipped = _what_if(mm, case, dict(ctx, laterality=other_side(ctx["laterality"])), numbers)

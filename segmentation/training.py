@@ -187,6 +187,18 @@ def neutral_context_edits(cancer_type: str, context: dict) -> list[dict]:
     return out
 
 
+def neutral_edits_of_case(case, context: dict, ctv_fn, cancer_type: str) -> list[dict]:
+    """The ``neutral_context_edits`` of ``context`` whose CTV on this case's anatomy (``ctv_fn(case, ctx)``,
+    compared on the CT grid: exact, nothing resampled) is the CTV of ``context`` itself; one per distinct
+    context."""
+    target = ctv_fn(case, context)
+    kept = {}
+    for edit in neutral_context_edits(cancer_type, context):
+        if np.array_equal(ctv_fn(case, edit), target):
+            kept.setdefault(tuple(sorted(edit.items())), edit)
+    return list(kept.values())
+
+
 def prepare_case(case, config: ModelConfig, divisor: int, counterfactual_fn=None, with_variants=True) -> TrainingCase:
     spacing = case.grid.spacing_zyx
     image = prepare(case.hu, spacing, config.target_spacing_zyx, divisor).image
@@ -208,14 +220,7 @@ def prepare_case(case, config: ModelConfig, divisor: int, counterfactual_fn=None
         decisive = [torch.stack(changed).any(0)] + changed
     neutral = []
     if with_variants and counterfactual_fn is not None:
-        dedupe_key = lambda ctx: " | ".join(sorted(f"{k}={v}" for k, v in ctx.items()))  # noqa: E731
-        for ctx, _ in variants:
-            target = counterfactual_fn(case, ctx)  # compared on the CT grid: exact, and nothing to resample
-            kept = {}
-            for edit in neutral_context_edits(config.cancer_type, ctx):
-                if np.array_equal(counterfactual_fn(case, edit), target):
-                    kept.setdefault(dedupe_key(edit), edit)
-            neutral.append(list(kept.values()))
+        neutral = [neutral_edits_of_case(case, ctx, counterfactual_fn, config.cancer_type) for ctx, _ in variants]
     return TrainingCase(case_id, image, variants, omissions, decisive, neutral)
 
 
