@@ -4,7 +4,8 @@ Claims (LLMSeg's Table 1 / Fig. 3 / Table 4 in miniature, plus CPU cost):
 - multimodal Dice > vision-only Dice on every site, gap widest on the shifted external site;
 - laterality flip moves >= 90 % of the predicted volume to the other body side;
 - N0 -> N1 adds the nodal regions; BCS -> mastectomy removes the skin sparing;
-- dropping laterality / surgery / N / T from the text lowers Dice, laterality most, T least;
+- dropping laterality / surgery / N / T from the text lowers Dice (95 % bootstrap CI of the paired drop above 0,
+  on ``--omission-cases`` internal held-out cases), laterality most, T least;
 - a what-if re-contour costs a small fraction (<= 50 %) of a full CPU run of a clinical-size (512 x 512) CT.
 With ``--cancer-type prostate`` (checkpoints ``prostate_*.pt``): multimodal Dice > vision-only Dice on every
 site; a lower-risk case given PSA 25 ng/mL (NCCN high risk) gains the pelvic nodes; an intact case made
@@ -31,12 +32,14 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from evaluation.metrics import compute_panel  # noqa: E402
+from evaluation.stats import bootstrap_ci_mean  # noqa: E402
 from fixtures import ctv_for  # noqa: E402
 from fixtures.rules import (  # noqa: E402
     BREAST_NODAL_REGIONS, SIDE_SUFFIX, breast_nodes_indicated, prostate_nodes_indicated)
 from segmentation.cohort import generate_cases  # noqa: E402
 from segmentation.inference import Segmenter  # noqa: E402
 from segmentation.model import read_checkpoint  # noqa: E402
+from clinical.prompt import breast_n_stage  # noqa: E402
 from segmentation.training import neutral_edits_of_case  # noqa: E402
 
 CKPT_DIR = Path(__file__).resolve().parents[1] / "segmentation" / "checkpoints"
@@ -92,15 +95,18 @@ def site_means(rows: dict, n: int) -> dict:
 
 
 def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=None, timing_cases: int = 3,
-               timing_shape: int = 512, timing_repeats: int = 3) -> tuple[list, dict]:
+               timing_shape: int = 512, timing_repeats: int = 3, omission_cases: int = 0) -> tuple[list, dict]:
     mm = Segmenter.from_checkpoint(mm_path or CKPT_DIR / "breast_multimodal.pt")
     vision = Segmenter.from_checkpoint(vision_path or CKPT_DIR / "breast_vision.pt")
     numbers = {"checkpoints": {"multimodal": mm.checkpoint_id, "vision": vision.checkpoint_id},
                "per_site": {}, "flip": [], "nodes": [], "skin": [], "omission": {k: [] for k in OMIT},
-               "omission_all_sites": {k: [] for k in OMIT}, "neutral_edit_change": [], "timing": _new_timing()}
+               "omission_all_sites": {k: [] for k in OMIT}, "omission_case_ids": [], "omission_contexts": {},
+               "neutral_edit_change": [], "neutral_edit_kind": [], "timing": _new_timing()}
     for site in SITES:
         split = "test"
         cases = generate_cases("breast", site, split, per_site, seed=seed, shape=shape)
+        if site == "internal":
+            internal_next = cases[-1].index + 1 if cases else 0
         rows = {"multimodal": [], "vision": []}
         for case in cases:
             sp = case.grid.spacing_zyx
@@ -115,14 +121,14 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
             if site != "internal":
                 continue
             # Component omission (internal held-out cases): the claims.
-            for field in OMIT:
-                numbers["omission"][field].append(omitted[field])
-            # Diagnostic, not a claim: how far an edit the rules ignore (another T stage with the same
+            _record_omission(numbers, case, omitted)
+            # Diagnostic, not a claim: how far an edit the rules ignore (another T or N stage with the same
             # ground-truth CTV, or T left out where it decides nothing) moves the contour, as 1 - Dice
             # between the two predictions. A trainee's irrelevant "what if" should move nothing.
             for edit in neutral_edits_of_case(case, ctx, ctv_for, "breast"):
                 r = mm.what_if(case.hu, sp, "breast", edit)
                 numbers["neutral_edit_change"].append(1.0 - compute_panel(r.mask, res.mask, sp)["dice"])
+                numbers["neutral_edit_kind"].append("N" if breast_n_stage(edit) != breast_n_stage(ctx) else "T")
             # Counterfactual: laterality flip.
             if ctx.get("laterality") in ("left", "right"):
                 flipped = _what_if(mm, case, dict(ctx, laterality=other_side(ctx["laterality"])), numbers)
@@ -147,6 +153,14 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
                         b = mm.what_if(case.hu, sp, "breast", mast).mask
                         numbers["skin"].append(coverage(b, band) - coverage(a, band))
         numbers["per_site"][site] = site_means(rows, len(cases))
+    # The omission claims need internal test cases where T decides (T3/T4 with N0: about 1 in 20), so
+    # they read more internal held-out cases than the rest: the next ones after the ``per_site`` above.
+    extra = generate_cases("breast", "internal", "test", max(0, omission_cases - per_site), seed=seed, shape=shape,
+                           start_index=internal_next)
+    for case in extra:
+        _omission_drops(mm, case, numbers)
+    numbers["omission_t_decisive"] = [cid for cid, ctx in numbers["omission_contexts"].items()
+                                      if _t_decisive(ctx)]
 
     claims = []
 
@@ -172,8 +186,15 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
     claim(f"BCS -> mastectomy removes skin sparing: skin-band coverage gain (mean of {len(numbers['skin'])})",
           skin, ">= 0.20", skin >= 0.2)
     drops = {f: float(np.mean(v)) for f, v in numbers["omission"].items()}
+    n_om, n_dec = len(numbers["omission_case_ids"]), len(numbers["omission_t_decisive"])
+    # "Lowers" means more than the per-case noise of a changed prompt: the paired drops' 95 % bootstrap CI
+    # lies above 0. A mean alone read "held" at +0.0004 on cases where T decides nothing.
+    numbers["omission_ci"] = {f: bootstrap_ci_mean(v) for f, v in numbers["omission"].items()}
     for field in OMIT:
-        claim(f"omitting {field} lowers Dice", drops[field], "> 0", drops[field] > 0)
+        ci = numbers["omission_ci"][field]
+        where = f" (internal, mean of {n_om}; T decides in {n_dec})" if field == "T" else ""
+        claim(f"omitting {field} lowers Dice{where}", drops[field],
+              f"CI > 0: [{ci['ci_low']:.3f}, {ci['ci_high']:.3f}]", ci["ci_low"] > 0)
     claim("omitting laterality lowers Dice the most", drops["laterality"],
           f"> max(others) = {max(drops[f] for f in OMIT[1:]):.3f}", drops["laterality"] > max(drops[f] for f in OMIT[1:]))
     claim("omitting T lowers Dice the least", drops["T"], f"< min(others) = {min(drops[f] for f in OMIT[:3]):.3f}",
@@ -183,7 +204,33 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
     numbers["omission_mean_drop_all_sites"] = {f: float(np.mean(v)) for f, v in numbers["omission_all_sites"].items()}
     numbers["neutral_edit_change_mean"] = (float(np.mean(numbers["neutral_edit_change"]))
                                            if numbers["neutral_edit_change"] else float("nan"))
+    change, kind = np.asarray(numbers["neutral_edit_change"]), np.asarray(numbers["neutral_edit_kind"])
+    numbers["neutral_edit_change_by_kind"] = {k: {"mean": float(change[kind == k].mean()), "n": int((kind == k).sum())}
+                                              for k in ("T", "N") if (kind == k).any()}
     return claims, numbers
+
+
+def _t_decisive(context: dict) -> bool:
+    """T alone puts the nodes in (T3/T4 with N0): leaving it out changes the ground truth."""
+    without_t = {k: v for k, v in context.items() if k not in ("cT", "pT")}
+    return breast_nodes_indicated(context) != breast_nodes_indicated(without_t)
+
+
+def _record_omission(numbers: dict, case, omitted: dict):
+    for field in OMIT:
+        numbers["omission"][field].append(omitted[field])
+    numbers["omission_case_ids"].append(case.case_id)
+    numbers["omission_contexts"][case.case_id] = case.context
+
+
+def _omission_drops(mm: Segmenter, case, numbers: dict):
+    """Dice lost when each field is left out of the text, for an internal case read only for omission."""
+    sp = case.grid.spacing_zyx
+    mm.clear_cache()
+    base = compute_panel(mm.predict(case.hu, sp, "breast", case.context).mask, case.ctv, sp)["dice"]
+    omitted = {field: base - compute_panel(mm.what_if(case.hu, sp, "breast", case.context, omit=(field,)).mask,
+                                           case.ctv, sp)["dice"] for field in OMIT}
+    _record_omission(numbers, case, omitted)
 
 
 def run_prostate(per_site: int, shape: int, seed: int, mm_path=None, vision_path=None, timing_cases: int = 3,
@@ -326,6 +373,9 @@ def main(argv=None) -> int:
     parser.add_argument("--timing-cases", type=int, default=3, help="clinical-size CTs for the what-if cost claim")
     parser.add_argument("--timing-shape", type=int, default=512, help="their in-plane size")
     parser.add_argument("--timing-repeats", type=int, default=3, help="timed pairs per clinical-size CT (median)")
+    parser.add_argument("--omission-cases", type=int, default=100,
+                        help="breast: internal held-out cases for the omission claims (at least --per-site; T "
+                        "decides the target in about 1 in 20, so 12 cases often hold none)")
     parser.add_argument("--json", help="write all numbers to this file")
     parser.add_argument("--multimodal", help="multimodal checkpoint (default: the shipped <cancer type>_multimodal.pt)")
     parser.add_argument("--vision", help="vision-only checkpoint (default: the shipped <cancer type>_vision.pt)")
@@ -338,8 +388,9 @@ def main(argv=None) -> int:
     shape = args.shape or read_checkpoint(mm_path)["cohort"].get("case_shape", 128)
     t0 = time.perf_counter()
     run = run_breast if args.cancer_type == "breast" else run_prostate
+    extra = {"omission_cases": args.omission_cases} if args.cancer_type == "breast" else {}
     claims, numbers = run(args.per_site, shape, args.seed, mm_path, args.vision, args.timing_cases, args.timing_shape,
-                          args.timing_repeats)
+                          args.timing_repeats, **extra)
     print(f"{'claim':<92} {'value':>9}  {'threshold':<28} held")
     for c in claims:
         print(f"{c['claim']:<92} {c['value']:>9.3f}  {c['threshold']:<28} {'yes' if c['held'] else 'NO'}")
@@ -359,8 +410,10 @@ def main(argv=None) -> int:
         n_all = len(next(iter(numbers["omission_all_sites"].values())))
         print(f"not claims: omission Dice drop over all {n_all} held-out cases: "
               + ", ".join(f"{f} {v:.3f}" for f, v in drops.items())
-              + f"; edits the rules ignore (another T stage, T left out) move the contour by 1 - Dice "
-              f"{numbers['neutral_edit_change_mean']:.3f} (mean of {len(numbers['neutral_edit_change'])})")
+              + f"; edits the rules ignore (another T stage, T left out, another positive N stage) move the contour by 1 - Dice "
+              f"{numbers['neutral_edit_change_mean']:.3f} (mean of {len(numbers['neutral_edit_change'])}: "
+              + ", ".join(f"{k} edits {v['mean']:.3f} over {v['n']}"
+                          for k, v in numbers["neutral_edit_change_by_kind"].items()) + ")")
     held = sum(c["held"] for c in claims)
     print(f"claims held: {held} of {len(claims)}")
     if args.json:

@@ -22,7 +22,7 @@ def _bench():
 def test_bench_prints_every_claim_and_an_exit_status_that_matches(cancer_type, n_claims, tmp_path, capsys):
     out = tmp_path / "claims.json"
     status = _bench().main(["--cancer-type", cancer_type, "--per-site", "1", "--timing-cases", "1",
-                            "--timing-shape", "192", "--json", str(out)])
+                            "--timing-shape", "192", "--omission-cases", "3", "--json", str(out)])
     printed = capsys.readouterr().out
     data = json.loads(out.read_text())
     claims = data["claims"]
@@ -44,4 +44,19 @@ def test_bench_prints_every_claim_and_an_exit_status_that_matches(cancer_type, n
         assert all(len(v) == 3 for v in numbers["omission_all_sites"].values())
         assert numbers["omission_mean_drop_all_sites"]["laterality"] > 0
         assert 0.0 <= numbers["neutral_edit_change_mean"] <= 1.0 and numbers["neutral_edit_change"]
+        by_kind = numbers["neutral_edit_change_by_kind"]
+        assert set(by_kind) <= {"T", "N"} and sum(v["n"] for v in by_kind.values()) == len(numbers["neutral_edit_change"])
         assert "not claims: omission Dice drop over all 3 held-out cases" in printed
+        # the omission claims read 3 internal test cases: the per-site one, then the next two
+        ids = numbers["omission_case_ids"]
+        assert len(ids) == len(set(ids)) == 3 and all(i.startswith("BR-INT-") for i in ids)
+        assert sorted(ids) == ids and all(len(v) == 3 for v in numbers["omission"].values())
+        assert set(numbers["omission_t_decisive"]) <= set(ids)
+        assert "omitting T lowers Dice (internal, mean of 3; T decides in" in printed
+        # "lowers" is judged on the bootstrap CI of the paired drops, not on the mean alone
+        for field in ("laterality", "surgery", "N", "T"):
+            ci = numbers["omission_ci"][field]
+            row = next(c for c in claims if c["claim"].startswith(f"omitting {field} lowers Dice"))
+            assert ci["n"] == 3 and ci["ci_low"] <= row["value"] <= ci["ci_high"]
+            assert row["value"] == pytest.approx(sum(numbers["omission"][field]) / 3)
+            assert row["held"] == (ci["ci_low"] > 0)
