@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--counterfactual-p", type=float, default=0.5)
     p.add_argument("--omit-p", type=float, default=0.2,
                    help="probability of dropping one context component (true target kept)")
+    p.add_argument("--omit-in-counterfactuals", action="store_true",
+                   help="also drop a component the counterfactual did not change from counterfactual samples "
+                        "(their target and contrast term kept), not only from the case's own context")
     p.add_argument("--n-train", type=int, default=24, help="internal training cases")
     p.add_argument("--n-val", type=int, default=6, help="internal validation cases")
     p.add_argument("--case-shape", type=int, default=128,
@@ -65,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(cT1c -> cT1, N2a -> N2); the CTV rules read only the main stage")
     p.add_argument("--consistency-weight", type=float, default=0.0,
                    help="breast: decode each sample a second time under a neutral edit of its context (another T "
-                        "stage, or T left out, where the ground-truth CTV stays the same) and pull the two "
-                        "probability maps together with this weight; 0 = off")
+                        "stage, T left out, another positive N stage, where the ground-truth CTV stays the same) and "
+                        "pull the two probability maps together with this weight; 0 = off")
     p.add_argument("--stats-every", type=int, default=1,
                    help="re-encode the training contexts for the context standardiser every K steps (and at "
                         "every epoch's end); K > 1 trades exactness for speed")
@@ -155,6 +158,7 @@ def main(argv=None, stdout=None, progress_callback=None) -> dict:
                       contrast_weight=args.contrast_weight if model.uses_text else 0.0, max_shift=args.max_shift,
                       coarsen_p=args.coarsen_p if model.uses_text else 0.0, stats_every=args.stats_every,
                       consistency_weight=args.consistency_weight if model.uses_text else 0.0,
+                      omit_in_counterfactuals=args.omit_in_counterfactuals and model.uses_text,
                       data_fraction=args.data_fraction, cohort=cohort)
     bar = None if args.no_progress else tqdm(total=cfg.epochs * cfg.steps_per_epoch, file=out, desc="training")
 

@@ -14,7 +14,11 @@
   the context rather than guess from anatomy.
 - Component omission: with probability ``omit_p`` one component (laterality, surgery, N or T) is
   dropped from the case's own context while the target stays the true CTV, so a prompt with an
-  unknown field means "decide from the image" (LLMSeg's Table 4 asks what omission costs).
+  unknown field means "decide from the image" (LLMSeg's Table 4 asks what omission costs). With
+  ``omit_in_counterfactuals``, counterfactual samples also lose a component they did not change
+  (their own target and contrast term kept). Without it a prompt lacking T had only ever been trained
+  on the case's own context and without the contrast term, and the model learnt the two regimes apart:
+  on mastectomy cases it drew a shell of 2,000–6,000 extra voxels with T in the text and not without.
 - Context contrast (``contrast_weight`` > 0): the voxels whose target changes with the context
   (own CTV XOR a counterfactual CTV: the other breast, the nodal regions, the skin band) get an
   extra BCE term, averaged over those voxels per sample. Dice + CE over the whole slab barely
@@ -25,7 +29,7 @@
   the main stage, and with a few dozen training cases a rare string such as "cT1a" or "N2a" otherwise
   becomes a key the model memorises (it over-segmented such cases).
 - Context consistency (``consistency_weight`` > 0, breast): a sample whose context has a *neutral*
-  edit (another T stage, or T left out, where the ground-truth CTV stays the same; see
+  edit (another T stage, T left out, or another positive N stage, where the ground-truth CTV stays the same; see
   ``neutral_context_edits``) is decoded a second time under that edit from the same image features, and
   the two probability maps are pulled together (``context_consistency_loss``). Dice + CE only asks
   both prompts for the target; where the model was unsure, "cT1c" and "cT2" still moved hundreds to
@@ -76,6 +80,9 @@ class TrainConfig:
     max_shift: int = 0  # in-plane translation augmentation, working voxels (0: off)
     coarsen_p: float = 0.0  # probability of dropping the T/N subdivision from a breast sample's context
     consistency_weight: float = 0.0  # weight of the neutral-edit consistency term (0: off)
+    # Also leave a component out of counterfactual samples (one the counterfactual did not change), so a
+    # prompt without T is not a sign of "own context, no contrast term" (see the module docstring).
+    omit_in_counterfactuals: bool = False
     lr_schedule: str = "constant"  # "constant" | "cosine" (decays to lr / 20 over the run)
     # Re-encode the reference contexts for the context standardiser every K steps (and always before
     # validation and saving). Re-encoding the whole bank costs several optimiser steps (6.8 s against
@@ -170,20 +177,29 @@ def _counterfactual_contexts(cancer_type: str, context: dict) -> list[dict]:
     return out
 
 
-# T stages a neutral edit may put into a breast context (one per main stage the cohort uses).
+# T and N stages a neutral edit may put into a breast context (the strings the cohort and the
+# counterfactuals use, one per subdivision).
 _NEUTRAL_T_STAGES = ("Tis", "T1a", "T1b", "T1c", "T2", "T3", "T4b")
+_NEUTRAL_N_STAGES = ("N0", "N1mi", "N1", "N1a", "N2a", "N3a")
 
 
 def neutral_context_edits(cancer_type: str, context: dict) -> list[dict]:
-    """Candidate edits of ``context`` that its rules may ignore (breast: every other T stage, and T left
-    out); the caller keeps those whose ground-truth CTV is unchanged (``prepare_case`` checks each one on
-    the case's anatomy, so no rule is restated here). Other cancer types: none yet."""
+    """Candidate edits of ``context`` that its rules may ignore (breast: every other T stage, T left out,
+    every other N stage); the caller keeps those whose ground-truth CTV is unchanged (``prepare_case``
+    checks each one on the case's anatomy, so no rule is restated here): another T1/T2 stage, another
+    positive N stage ("N1" for "N1a"). N left out is not offered: omission training asks "unknown N" to
+    keep the case's own target, nodes included. Other cancer types: none yet.
+
+    The N edits matter because the N0 -> N1 counterfactual writes the plain "N1" the cohort's own cases
+    rarely show: without them the model learnt "N1" as a string of its own and drew a contour thousands of
+    voxels larger for "N1" than for "N1a" on the same case."""
     if cancer_type != "breast":
         return []
-    shown = breast_t_stage(context)
-    out = [_with_stage(context, ("cT", "pT"), t) for t in _NEUTRAL_T_STAGES if shown is None or t != shown[1]]
-    if shown is not None:
+    shown_t, shown_n = breast_t_stage(context), breast_n_stage(context)
+    out = [_with_stage(context, ("cT", "pT"), t) for t in _NEUTRAL_T_STAGES if shown_t is None or t != shown_t[1]]
+    if shown_t is not None:
         out.append(omit_fields(cancer_type, context, ("T",)))
+    out += [_with_stage(context, ("cN", "pN"), n) for n in _NEUTRAL_N_STAGES if n != shown_n]
     return out
 
 
@@ -254,22 +270,43 @@ class SampleOptions:
     coarsen_p: float = 0.0
     cancer_type: str = "breast"
     neutral_twin: bool = False  # also draw a neutral edit of the sample's context (the consistency term)
+    omit_in_counterfactuals: bool = False
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, cancer_type: str) -> "SampleOptions":
         return cls(cfg.slab_slices, cfg.counterfactual_p, cfg.omit_p, cfg.max_shift, cfg.coarsen_p, cancer_type,
-                   cfg.consistency_weight > 0)
+                   cfg.consistency_weight > 0, cfg.omit_in_counterfactuals)
+
+
+def counterfactual_omissions(cancer_type: str, own: dict, context: dict) -> list[dict]:
+    """``context`` (a counterfactual of ``own``) with one component left out, for each component the
+    counterfactual left as it was: leaving out the changed one would ask the image for the real case's
+    answer while the target is the counterfactual's."""
+    out = []
+    for name in OMITTABLE.get(cancer_type, ()):
+        dropped = omit_fields(cancer_type, context, (name,))
+        gone = set(context) - set(dropped)
+        if gone and all(own.get(k) == context[k] for k in gone):
+            out.append(dropped)
+    return out
 
 
 def _sample(case: TrainingCase, rng: np.random.Generator, options: SampleOptions):
     """One training slab: (image, label, context, decisive, twin) — decisive marks the context-dependent voxels;
     twin is a neutral edit of the context (same target) when ``options.neutral_twin`` and the case has one,
     else None."""
-    slab = options.slab
     variant = 0
     if len(case.variants) > 1 and rng.random() < options.counterfactual_p:
         variant = int(rng.integers(1, len(case.variants)))
         context, label = case.variants[variant]
+        if options.omit_in_counterfactuals and rng.random() < options.omit_p:
+            # The target stays the counterfactual's, so its decisive voxels (and contrast term) still hold;
+            # no neutral twin, since those are edits of the full context.
+            choices = counterfactual_omissions(options.cancer_type, case.variants[0][0], context)
+            if choices:
+                context = choices[int(rng.integers(len(choices)))]
+                decisive = case.decisive[variant] if case.decisive else torch.zeros_like(label, dtype=torch.bool)
+                return _slab(case, rng, options, label, context, decisive, None)
     else:
         context, label = case.variants[0]
         if case.omissions and rng.random() < options.omit_p:
@@ -280,6 +317,12 @@ def _sample(case: TrainingCase, rng: np.random.Generator, options: SampleOptions
     if options.neutral_twin and variant is not None and case.neutral and case.neutral[variant]:
         edits = case.neutral[variant]
         twin = edits[int(rng.integers(len(edits)))]
+    return _slab(case, rng, options, label, context, decisive, twin)
+
+
+def _slab(case: TrainingCase, rng: np.random.Generator, options: SampleOptions, label, context, decisive, twin):
+    """The drawn sample's stage coarsening, slab, translation and intensity augmentation."""
+    slab = options.slab
     if options.coarsen_p > 0 and rng.random() < options.coarsen_p:
         context = coarsen_stages(options.cancer_type, context)
         twin = coarsen_stages(options.cancer_type, twin) if twin is not None else None

@@ -340,12 +340,23 @@ def test_neutral_edits_keep_the_ground_truth_ctv_and_change_the_prompt(tiny_case
                           if np.array_equal(counterfactual_mask(raw, e), target)]
             assert {render("breast", e) for e in edits} == {render("breast", e) for e in candidates}
             assert all(render("breast", e) != render("breast", context) for e in edits)
-    # T3 -> T2 with N0 takes the nodes away, so it is not neutral; T1c -> T2 is.
-    n0 = {"laterality": "left", "surgery": "bcs", "cT": "T3", "cN": "N0"}
     from fixtures.rules import breast_ctv_regions
 
-    kept = [e for e in neutral_context_edits("breast", n0) if breast_ctv_regions(e) == breast_ctv_regions(n0)]
-    assert {e.get("cT") for e in kept} == {"T4b"}
+    def kept(context):
+        return [e for e in neutral_context_edits("breast", context)
+                if breast_ctv_regions(e) == breast_ctv_regions(context)]
+
+    # T3 -> T2 with N0 takes the nodes away, so it is not neutral; T3 -> T4b is, and so is any positive N
+    # stage, since T3 already brings the nodes in.
+    n0_t3 = {"laterality": "left", "surgery": "bcs", "cT": "T3", "cN": "N0"}
+    assert {e["cT"] for e in kept(n0_t3) if e["cN"] == "N0"} == {"T4b"}
+    assert {e["cN"] for e in kept(n0_t3) if e["cT"] == "T3"} == {"N1mi", "N1", "N1a", "N2a", "N3a"}
+    # N1a -> N1 (the counterfactuals' string) is neutral, N1a -> N0 is not; with T1c, N0 has no N edit.
+    n1a = {"laterality": "right", "surgery": "mastectomy", "cT": "T1c", "cN": "N1", "pN": "N1a"}
+    n_edits = {e["pN"] for e in kept(n1a) if e.get("cT") == "T1c"}
+    assert n_edits == {"N1mi", "N1", "N2a", "N3a"}
+    assert all(e["cN"] == e["pN"] for e in kept(n1a) if e.get("pN") != "N1a")
+    assert {e["cN"] for e in kept(dict(n1a, cN="N0", pN="N0"))} == {"N0"}
     assert neutral_context_edits("prostate", {"t_stage": "T2a"}) == []
     # twins are drawn only when asked for, and always from the sample's own variant
     case = prepare_case(tiny_cases[0], model.config, model.net.divisor, counterfactual_mask)
@@ -355,6 +366,36 @@ def test_neutral_edits_keep_the_ground_truth_ctv_and_change_the_prompt(tiny_case
                                                                                           neutral_twin=True))
         variant = next(i for i, (c, _) in enumerate(case.variants) if c == context)
         assert twin is None if not case.neutral[variant] else twin in case.neutral[variant]
+
+
+def test_counterfactual_omissions_keep_the_changed_component_and_the_counterfactual_target(tiny_cases):
+    from segmentation.cohort import counterfactual_mask
+    from segmentation.training import SampleOptions, _sample, counterfactual_omissions
+
+    own = {"laterality": "left", "surgery": "bcs", "cT": "T1c", "cN": "N0", "pN": "N0"}
+    flipped = dict(own, laterality="right")
+    dropped = counterfactual_omissions("breast", own, flipped)
+    assert all(c["laterality"] == "right" for c in dropped)  # the changed component is never the one left out
+    assert sorted(tuple(sorted(set(flipped) - set(c))) for c in dropped) == [("cN", "pN"), ("cT",), ("surgery",)]
+    assert counterfactual_omissions("prostate", {"t_stage": "T2a"}, {"t_stage": "T2a"}) == []
+
+    model = SegmentationModel(ModelConfig(**TINY_CONFIG))
+    case = prepare_case(tiny_cases[0], model.config, model.net.divisor, counterfactual_mask)
+    options = SampleOptions(8, counterfactual_p=1.0, omit_p=1.0, omit_in_counterfactuals=True)
+    labels = {tuple(sorted(c.items())): lab for c, lab in case.variants}
+    seen = 0
+    for seed in range(12):
+        img, lab, context, dec, twin = _sample(case, np.random.default_rng(seed), options)
+        # the sample is a counterfactual with one unchanged component left out, scored on its own target
+        source = next((c for c, _ in case.variants[1:] if context in counterfactual_omissions("breast", case.variants[0][0], c)), None)
+        assert source is not None and twin is None
+        full = labels[tuple(sorted(source.items()))]
+        assert lab.shape[1] == 8 and float(lab.sum()) <= float(full.sum())
+        seen += bool(dec.any())
+    assert seen  # the contrast term still applies to such samples
+    # off by default: counterfactual samples keep their whole context
+    _, _, context, _, _ = _sample(case, np.random.default_rng(0), SampleOptions(8, counterfactual_p=1.0, omit_p=1.0))
+    assert any(context == c for c, _ in case.variants[1:])
 
 
 def test_context_consistency_loss_is_zero_when_the_maps_agree_and_one_when_disjoint():
