@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
+from clinical.prompt import breast_n_stage  # noqa: E402
 from evaluation.metrics import compute_panel  # noqa: E402
 from evaluation.stats import bootstrap_ci_mean  # noqa: E402
 from fixtures import ctv_for  # noqa: E402
@@ -39,7 +40,6 @@ from fixtures.rules import (  # noqa: E402
 from segmentation.cohort import generate_cases  # noqa: E402
 from segmentation.inference import Segmenter  # noqa: E402
 from segmentation.model import read_checkpoint  # noqa: E402
-from clinical.prompt import breast_n_stage  # noqa: E402
 from segmentation.training import neutral_edits_of_case  # noqa: E402
 
 CKPT_DIR = Path(__file__).resolve().parents[1] / "segmentation" / "checkpoints"
@@ -112,11 +112,8 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
             sp = case.grid.spacing_zyx
             res = score_case(mm, vision, case, "breast", numbers, rows)
             ctx = case.context
-            base = compute_panel(res.mask, case.ctv, sp)["dice"]
-            omitted = {}
+            omitted = _omission_drops(mm, case, res.mask)
             for field in OMIT:
-                r = mm.what_if(case.hu, sp, "breast", ctx, omit=(field,))
-                omitted[field] = base - compute_panel(r.mask, case.ctv, sp)["dice"]
                 numbers["omission_all_sites"][field].append(omitted[field])
             if site != "internal":
                 continue
@@ -158,7 +155,9 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
     extra = generate_cases("breast", "internal", "test", max(0, omission_cases - per_site), seed=seed, shape=shape,
                            start_index=internal_next)
     for case in extra:
-        _omission_drops(mm, case, numbers)
+        mm.clear_cache()
+        full = mm.predict(case.hu, case.grid.spacing_zyx, "breast", case.context)
+        _record_omission(numbers, case, _omission_drops(mm, case, full.mask))
     numbers["omission_t_decisive"] = [cid for cid, ctx in numbers["omission_contexts"].items()
                                       if _t_decisive(ctx)]
 
@@ -223,14 +222,13 @@ def _record_omission(numbers: dict, case, omitted: dict):
     numbers["omission_contexts"][case.case_id] = case.context
 
 
-def _omission_drops(mm: Segmenter, case, numbers: dict):
-    """Dice lost when each field is left out of the text, for an internal case read only for omission."""
+def _omission_drops(mm: Segmenter, case, full_mask: np.ndarray) -> dict:
+    """Dice lost when each field is left out of the text: ``full_mask`` (the full context's prediction) against
+    a what-if without that field, both scored on the case's CTV."""
     sp = case.grid.spacing_zyx
-    mm.clear_cache()
-    base = compute_panel(mm.predict(case.hu, sp, "breast", case.context).mask, case.ctv, sp)["dice"]
-    omitted = {field: base - compute_panel(mm.what_if(case.hu, sp, "breast", case.context, omit=(field,)).mask,
-                                           case.ctv, sp)["dice"] for field in OMIT}
-    _record_omission(numbers, case, omitted)
+    base = compute_panel(full_mask, case.ctv, sp)["dice"]
+    return {field: base - compute_panel(mm.what_if(case.hu, sp, "breast", case.context, omit=(field,)).mask,
+                                        case.ctv, sp)["dice"] for field in OMIT}
 
 
 def run_prostate(per_site: int, shape: int, seed: int, mm_path=None, vision_path=None, timing_cases: int = 3,
