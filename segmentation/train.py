@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--omit-in-counterfactuals", action="store_true",
                    help="also drop a component the counterfactual did not change from counterfactual samples "
                         "(their target and contrast term kept), not only from the case's own context")
+    p.add_argument("--every-t-counterfactual", action="store_true",
+                   help="breast: where T alone decides the nodes, counterfactuals to T1c and T2 or to T3 and T4b "
+                        "(one per stage), not only T2 <-> T3")
     p.add_argument("--n-train", type=int, default=24, help="internal training cases")
     p.add_argument("--n-val", type=int, default=6, help="internal validation cases")
     p.add_argument("--case-shape", type=int, default=128,
@@ -140,7 +143,8 @@ def main(argv=None, stdout=None, progress_callback=None) -> dict:
                              shape=args.case_shape) if args.n_val else []
     divisor = model.net.divisor
     cf = counterfactual_mask if model.uses_text else None
-    train_cases = [prepare_case(c, config, divisor, cf) for c in train_raw]
+    every_t = args.every_t_counterfactual and model.uses_text
+    train_cases = [prepare_case(c, config, divisor, cf, every_t_stage=every_t) for c in train_raw]
     val_cases = [prepare_case(c, config, divisor, with_variants=False) for c in val_raw]
     cohort = {"source": "fixtures.generate_case", "cohort_seed": args.cohort_seed, "site": "internal", "case_shape": args.case_shape,
               "train_indices": [getattr(c, "index", None) for c in train_raw],
@@ -159,7 +163,7 @@ def main(argv=None, stdout=None, progress_callback=None) -> dict:
                       coarsen_p=args.coarsen_p if model.uses_text else 0.0, stats_every=args.stats_every,
                       consistency_weight=args.consistency_weight if model.uses_text else 0.0,
                       omit_in_counterfactuals=args.omit_in_counterfactuals and model.uses_text,
-                      data_fraction=args.data_fraction, cohort=cohort)
+                      every_t_counterfactual=every_t, data_fraction=args.data_fraction, cohort=cohort)
     bar = None if args.no_progress else tqdm(total=cfg.epochs * cfg.steps_per_epoch, file=out, desc="training")
 
     def progress(info):

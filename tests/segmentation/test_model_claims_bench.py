@@ -18,7 +18,7 @@ def _bench():
     return module
 
 
-@pytest.mark.parametrize("cancer_type, n_claims", [("breast", 14), ("prostate", 7)])
+@pytest.mark.parametrize("cancer_type, n_claims", [("breast", 15), ("prostate", 7)])
 def test_bench_prints_every_claim_and_an_exit_status_that_matches(cancer_type, n_claims, tmp_path, capsys):
     out = tmp_path / "claims.json"
     status = _bench().main(["--cancer-type", cancer_type, "--per-site", "1", "--timing-cases", "1",
@@ -52,6 +52,12 @@ def test_bench_prints_every_claim_and_an_exit_status_that_matches(cancer_type, n
         assert len(ids) == len(set(ids)) == 3 and all(i.startswith("BR-INT-") for i in ids)
         assert sorted(ids) == ids and all(len(v) == 3 for v in numbers["omission"].values())
         assert set(numbers["omission_t_decisive"]) <= set(ids)
+        split = numbers["omission_t_split"]  # the T drop where T decides the target and where it does not
+        assert split["T decides"]["n"] == len(numbers["omission_t_decisive"])
+        assert split["T decides"]["n"] + split["T decides nothing"]["n"] == 3
+        assert "internal T drop split by whether T decides the target" in printed
+        where_t = next(c for c in claims if c["claim"].startswith("omitting T lowers Dice where T decides"))
+        assert where_t["held"] == (split["T decides"]["ci_low"] > 0)  # False (NaN) when no case is T-decisive
         assert "omitting T lowers Dice (internal, mean of 3; T decides in" in printed
         # "lowers" is judged on the bootstrap CI of the paired drops, not on the mean alone
         for field in ("laterality", "surgery", "N", "T"):

@@ -260,8 +260,9 @@ BREAST_STAGE_MIX = [
 ]
 
 
+@pytest.mark.parametrize("every_t_stage", [False, True])
 @pytest.mark.parametrize("stages", BREAST_STAGE_MIX)
-def test_prompt_and_every_counterfactual_agree_with_the_ctv_rule(stages):
+def test_prompt_and_every_counterfactual_agree_with_the_ctv_rule(stages, every_t_stage):
     """The text never contradicts the target: before the fix, the N0 counterfactual of a cN1 / pN1a case
     changed only pN, so the prompt said "N0" while the rule kept the nodes (6 of 12 node-positive
     training cases)."""
@@ -270,14 +271,19 @@ def test_prompt_and_every_counterfactual_agree_with_the_ctv_rule(stages):
 
     own = dict(stages, laterality="left", surgery="bcs")
     assert _text_says_nodes(own) == breast_nodes_indicated(own)
-    variants = _counterfactual_contexts("breast", own)
+    variants = _counterfactual_contexts("breast", own, every_t_stage)
     for variant in variants:
         assert _text_says_nodes(variant) == breast_nodes_indicated(variant), variant
     # the N variant always crosses the N0 / N1 line, and a T variant exists exactly where T alone decides
     n_variant = next(v for v in variants if v.get("cN") != own.get("cN") or v.get("pN") != own.get("pN"))
     assert n_variant["cN"] in ("N0", "N1")
-    has_t_variant = any((v.get("cT"), v.get("pT")) != (own.get("cT"), own.get("pT")) for v in variants)
-    assert has_t_variant == (own.get("cN") in (None, "N0") and own.get("pN") in (None, "N0"))
+    t_variants = [v for v in variants if (v.get("cT"), v.get("pT")) != (own.get("cT"), own.get("pT"))]
+    t_decides = own.get("cN") in (None, "N0") and own.get("pN") in (None, "N0")
+    assert bool(t_variants) == t_decides
+    if t_decides:  # one counterfactual per stage across the T3 line: "T4b" too, not only "T3"
+        advanced = breast_nodes_indicated(own)
+        expected = {False: ({"T3"}, {"T2"}), True: ({"T3", "T4b"}, {"T1c", "T2"})}[every_t_stage][advanced]
+        assert {v["cT"] for v in t_variants} == expected and len(t_variants) == len(expected)
 
 
 @pytest.mark.parametrize("context", [
@@ -440,10 +446,13 @@ def test_cli_fine_tunes_a_finished_checkpoint_with_the_contrast_term(tmp_path, c
     main(["--out", str(tmp_path / "a.pt"), *base])
     first = read_checkpoint(tmp_path / "a.pt")
     main(["--out", str(tmp_path / "b.pt"), *base, "--finetune-from", str(tmp_path / "a.pt"),
-          "--contrast-weight", "1.0", "--lr", "0"])
+          "--contrast-weight", "1.0", "--lr", "0", "--every-t-counterfactual"])
     second = read_checkpoint(tmp_path / "b.pt")
     assert second["cohort"]["finetuned_from"]["checkpoint_id"] == first["checkpoint_id"]
     assert second["extra"]["train_config"]["contrast_weight"] == 1.0
+    # the checkpoint records which T counterfactuals its training saw
+    assert first["extra"]["train_config"]["every_t_counterfactual"] is False
+    assert second["extra"]["train_config"]["every_t_counterfactual"] is True
     # lr 0: the weights are the first checkpoint's, so fine-tuning really started from them.
     for key, value in first["state_dict"].items():
         if "context_norm" not in key:
