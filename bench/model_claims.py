@@ -195,7 +195,7 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
         where = f" (internal, mean of {n_om}; T decides in {n_dec})" if field == "T" else ""
         claim(f"omitting {field} lowers Dice{where}", drops[field],
               f"CI > 0: [{ci['ci_low']:.3f}, {ci['ci_high']:.3f}]", ci["ci_low"] > 0)
-    # The mean over all cases can hold on the 19 in 20 where T decides nothing: a prompt without T reads as
+    # The mean over all cases can hold on the 14 in 15 where T decides nothing: a prompt without T reads as
     # another regime there (a trial checkpoint lost 0.009 on BCS cases that way). So T must also lower Dice
     # where it decides the target, on those cases alone.
     decisive_ids = set(numbers["omission_t_decisive"])

@@ -166,7 +166,7 @@ def _counterfactual_contexts(cancer_type: str, context: dict, every_t_stage: boo
     """The case's context with one component changed. Breast: laterality flipped, N0 <-> N1,
     BCS <-> mastectomy, and, where no N stage is positive (so T alone decides the nodes), T2 <-> T3;
     with ``every_t_stage`` T1c/T2 <-> T3/T4b, one counterfactual per stage. With "T3" alone the model never
-    saw a counterfactual "cT4b": on 28 T-decisive held-out cases it covered 4-12 % of the nodes for a BCS
+    saw a counterfactual "cT4b": on the T-decisive held-out cases it covered 4-12 % of the nodes for a BCS
     "N0, cT4b" against 15-56 % for "N0, cT3".
     Prostate: see ``_prostate_counterfactuals``."""
     if cancer_type == "prostate":
