@@ -93,12 +93,31 @@ def encode_probability_npz(probability) -> bytes:
     probability = np.asarray(probability)
     if probability.ndim != 3:
         raise ValueError(f"probability: expected a 3-D array, got shape {probability.shape}")
-    floor = 0 if probability.dtype == np.uint8 else _BOX_FLOOR
-    box = _nonzero_box(probability, floor) or (slice(0, 0),) * 3
-    levels = probability_levels(probability[box])
+    return encode_probability_box_npz(probability.shape, tuple(slice(0, n) for n in probability.shape), probability)
+
+
+def encode_probability_box_npz(shape, box, values) -> bytes:
+    """The same npz from a map known only inside ``box`` (a tuple of slices of the grid ``shape``; None: the
+    map is 0 everywhere): ``values`` are its probabilities (or uint8 levels) there and 0 is assumed outside,
+    as ``segmentation.inference.SegmentationResult`` holds a contour. The full grid is never allocated."""
+    shape = tuple(int(n) for n in shape)
+    values = np.asarray(values)
+    if len(shape) != 3:
+        raise ValueError(f"probability: expected a 3-D grid, got shape {shape}")
+    if box is None:
+        values, box = np.zeros((0, 0, 0), dtype=np.uint8), (slice(0, 0),) * 3
+    box = tuple(slice(*b.indices(n)[:2]) for b, n in zip(box, shape))
+    if values.shape != tuple(b.stop - b.start for b in box):
+        raise ValueError(f"probability: values of shape {values.shape} do not fill the box {box} of the grid {shape}")
+    floor = 0 if values.dtype == np.uint8 else _BOX_FLOOR
+    inner = _nonzero_box(values, floor) if values.size else None
+    if inner is None:
+        start, levels = [0, 0, 0], np.zeros((0, 0, 0), dtype=np.uint8)
+    else:
+        start = [b.start + i.start for b, i in zip(box, inner)]
+        levels = probability_levels(values[inner])
     buf = io.BytesIO()
-    np.savez_compressed(buf, shape=np.asarray(probability.shape), box_start=np.asarray([s.start for s in box]),
-                        levels=levels)
+    np.savez_compressed(buf, shape=np.asarray(shape), box_start=np.asarray(start), levels=levels)
     return buf.getvalue()
 
 
@@ -251,7 +270,11 @@ class HttpClient:
 
         files = {"mask": ("mask.npz", encode_mask_npz(mask), "application/octet-stream")}
         if probability is not None:
-            files["probability"] = ("probability.npz", encode_probability_npz(probability), "application/octet-stream")
+            if isinstance(probability, ProbabilityUpload):  # already encoded (from a result's box)
+                data = probability.data
+            else:
+                data = encode_probability_npz(probability)
+            files["probability"] = ("probability.npz", data, "application/octet-stream")
         return self._call("POST", f"/api/worker/jobs/{job_id}/result/", files=files,
                           data={"worker": worker, "info": json.dumps(info or {})}).json()
 

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 
-from gpu_worker.client import make_client
+from gpu_worker.client import ProbabilityUpload, encode_probability_box_npz, make_client
 from gpu_worker.ct_cache import CTCache, shared_ct_cache
 from gpu_worker.errors import BadInput, TransientError
 from gpu_worker.model_cache import shared_cache
@@ -144,7 +144,21 @@ def run_segmentation(spec: dict, client, reporter: ProgressReporter, cache, work
     reporter(97, "storing result")
     info = {"timings": _jsonable(getattr(result, "timings", {})), "prompt_text": getattr(result, "prompt_text", ""),
             "device": getattr(cache, "device", ""), "attempt": spec.get("attempt"), "ct_reused": ct_reused}
-    client.post_result(job_id, worker, result.mask, getattr(result, "probability", None), info)
+    client.post_result(job_id, worker, result.mask, _probability_to_send(result), info)
+
+
+def _probability_to_send(result):
+    """The result's probability map for the portal: encoded from the box a ``SegmentationResult`` holds, so
+    the worker never builds the full float grid (52 MB for 50 x 512 x 512); other models' full arrays as
+    they are."""
+    box = getattr(result, "probability_box", _MISSING)
+    if box is _MISSING:
+        return getattr(result, "probability", None)
+    data = encode_probability_box_npz(result.shape, box, result.box_probability)
+    return ProbabilityUpload(data, tuple(result.shape))
+
+
+_MISSING = object()
 
 
 # Training options a coordinator may set (segmentation.train's CLI options, underscored); the cohort is the

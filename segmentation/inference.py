@@ -12,6 +12,7 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -21,7 +22,7 @@ from monai.inferers import sliding_window_inference
 
 from segmentation.model import load_model
 from segmentation.networks.cpu_convolution import prefer_onednn
-from segmentation.transforms import Prepared, prepare, to_original_grid
+from segmentation.transforms import NEGLIGIBLE_PROBABILITY, Prepared, paste_box, prepare, to_original_grid_boxed
 
 
 class Cancelled(Exception):
@@ -30,12 +31,30 @@ class Cancelled(Exception):
 
 @dataclass
 class SegmentationResult:
-    probability: np.ndarray  # float32 on the original CT grid, [0, 1]
-    mask: np.ndarray  # bool on the original CT grid
+    """A contour on the original CT grid, held as the box where anything is non-zero.
+
+    ``probability`` and ``mask`` are the full-grid arrays, built on first use: the portal stores only the
+    box (``gpu_worker.client``), and on a 512 x 512 CT the full float map is 52 MB of new memory."""
+
+    shape: tuple  # the CT grid [slice, row, column]
+    # Slices of the CT grid outside which the probability is 0 and the mask False (None: nowhere above 0).
+    probability_box: tuple | None
+    box_probability: np.ndarray  # float32 in [0, 1], the probabilities inside probability_box
+    box_mask: np.ndarray  # bool, the mask inside probability_box
     timings: dict = field(default_factory=dict)  # seconds per stage + "total"
     prompt_text: str = ""
     checkpoint_id: str = ""
     reused_image_features: bool = False
+
+    @cached_property
+    def probability(self) -> np.ndarray:
+        """float32 [0, 1] on the CT grid; 0 where the probability is at most the negligible level."""
+        return paste_box(self.shape, self.probability_box, self.box_probability)
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """bool on the CT grid."""
+        return paste_box(self.shape, self.probability_box, self.box_mask, fill=False)
 
 
 # Seeded per process: the key only has to tell apart the few CTs this process holds features for, and an
@@ -61,7 +80,8 @@ class Segmenter:
     """One loaded model; thread-compatible but not thread-safe (one worker thread per Segmenter)."""
 
     def __init__(self, model, payload: dict, device="cpu", *, roi_size=None, overlap=None, threshold: float = 0.5,
-                 feature_cache_size: int = 4, window_batch: int = 4, onednn: bool = True):
+                 feature_cache_size: int = 4, window_batch: int = 4, onednn: bool = True,
+                 negligible_probability: float = NEGLIGIBLE_PROBABILITY):
         self.model = model.eval()
         self.payload = payload
         self.device = torch.device(device)
@@ -80,7 +100,13 @@ class Segmenter:
         # PyTorch's CPU conv3d down its slow im2col path whenever channels x depth x height is small
         # (its oneDNN heuristic ignores the last axis): 4 x 32 x 64 x 64 took 43 ms there.
         self.window_batch = int(window_batch)
+        if not 0.0 <= negligible_probability < threshold:
+            raise ValueError(f"negligible_probability: must lie in [0, threshold={threshold}), "
+                             f"got {negligible_probability}")
         self.threshold = threshold
+        # Probabilities at or below this are returned as 0 and never computed on the CT grid (see
+        # segmentation.transforms.to_original_grid_boxed); the default is what the portal stores as 0.
+        self.negligible_probability = float(negligible_probability)
         self._features: OrderedDict = OrderedDict()
         self._feature_cache_size = feature_cache_size
 
@@ -182,12 +208,14 @@ class Segmenter:
                 self._features.popitem(last=False)
 
         t = time.perf_counter()
-        probability = to_original_grid(prob[0], prepared)
-        mask = probability >= self.threshold
+        box, box_probability = to_original_grid_boxed(prob[0], prepared, self.negligible_probability)
+        # The threshold lies above the negligible level, so no voxel outside the box can reach it.
+        box_mask = box_probability >= self.threshold
         timings["postprocess"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         report(100.0, "done")
-        return SegmentationResult(probability=probability, mask=mask, timings=timings, prompt_text=prompt_text,
+        return SegmentationResult(shape=tuple(hu.shape), probability_box=box, box_probability=box_probability,
+                                  box_mask=box_mask, timings=timings, prompt_text=prompt_text,
                                   checkpoint_id=self.checkpoint_id, reused_image_features=reused)
 
     def _count_windows(self, shape) -> int:

@@ -23,6 +23,8 @@ import math
 import torch
 from torch import nn
 
+from segmentation.networks.interpolation import resize_trilinear
+
 
 def _heads_for(width: int, wanted: int) -> int:
     heads = min(wanted, width)
@@ -85,8 +87,7 @@ class TwoWayFusion(nn.Module):
             factor = int(math.ceil((voxels / self.max_voxels) ** (1 / 3)))
             pooled = nn.functional.avg_pool3d(feats, factor, ceil_mode=True)
             change = self._align(pooled, tokens) - pooled
-            return feats + nn.functional.interpolate(change, size=feats.shape[2:], mode="trilinear",
-                                                     align_corners=False)
+            return feats + resize_trilinear(change, feats.shape[2:])
         return self._align(feats, tokens)
 
     def _align(self, feats, tokens):

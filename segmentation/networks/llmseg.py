@@ -116,13 +116,27 @@ class LLMSegNet(nn.Module):
             return self.fusions[level](f, tokens)
 
         logits, x = self.unet.decode(feats, fuse, return_features=True)
-        b, c, z, y, w = x.shape
-        axes = [torch.linspace(-1, 1, n, device=x.device, dtype=x.dtype) for n in (z, y, w)]
-        pos = self.mask_pos(torch.stack(torch.meshgrid(*axes, indexing="ij"), -1))  # [Z, Y, X, C]
-        voxel = x + pos.permute(3, 0, 1, 2)[None]
+        c = x.shape[1]
+        voxel = x + self._mask_position_code(tuple(x.shape[2:]), x.dtype, x.device)[None]
         weights = self.hyper(context.to(x.dtype))  # [B, K, C]
         extra = torch.einsum("bkc,bczyx->bzyx", weights, voxel) / (c ** 0.5)
         return logits + extra[:, None]
+
+    def _mask_position_code(self, shape, dtype, device) -> torch.Tensor:
+        """``mask_pos`` over a window's voxels, [C, Z, Y, X]. It depends on neither the image nor the text, so
+        inference keeps the last one (1.2 ms of every 32 x 64 x 64 window on a CPU); the key holds the
+        weights' version counter, which every in-place update (optimiser step, load_state_dict) moves."""
+        caching = not (self.training or torch.is_grad_enabled())
+        key = (shape, dtype, device, self.mask_pos.weight._version, self.mask_pos.bias._version,
+               self.mask_pos.weight.data_ptr())
+        cached = getattr(self, "_mask_pos_cache", None)
+        if caching and cached is not None and cached[0] == key:
+            return cached[1]
+        axes = [torch.linspace(-1, 1, n, device=device, dtype=dtype) for n in shape]
+        code = self.mask_pos(torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)).permute(3, 0, 1, 2)
+        if caching:
+            self._mask_pos_cache = (key, code)
+        return code
 
     def forward(self, image: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         return self.decode(self.encode(image), context)

@@ -102,3 +102,20 @@ def test_mask_round_trip_and_a_header_that_does_not_match_its_bits():
         decode_mask_npz(_npz(mask=np.packbits(mask, axis=None), shape=np.array([2000, 2000, 400])))
     with pytest.raises(ValueError, match="positive sizes"):
         decode_mask_npz(_npz(mask=np.packbits(mask, axis=None), shape=np.array([0, 64, 48])))
+
+
+def test_a_map_known_inside_a_box_encodes_as_the_full_map_would():
+    from gpu_worker.client import encode_probability_box_npz
+
+    prob = _confidence_map()
+    box = (slice(1, 20), slice(10, 50), slice(5, 40))
+    inside = prob[box]
+    full = np.zeros_like(prob)
+    full[box] = inside
+    data = encode_probability_box_npz(prob.shape, box, inside)
+    assert np.array_equal(decode_probability_levels(data), decode_probability_levels(encode_probability_npz(full)))
+    assert check_probability_npz(data, prob.shape).shape == prob.shape
+    nothing = encode_probability_box_npz(prob.shape, None, np.zeros((0, 0, 0), np.float32))
+    assert not decode_probability_levels(nothing, prob.shape).any()
+    with pytest.raises(ValueError, match="do not fill the box"):
+        encode_probability_box_npz(prob.shape, box, inside[:-1])

@@ -283,3 +283,97 @@ def test_feature_cache_key_follows_the_volume_content_and_spacing():
     assert _volume_key(changed, (3.0, 1.0, 1.0)) != key
     assert _volume_key(hu, (3.0, 1.0, 1.1)) != key
     assert _volume_key(hu.astype(np.float32), (3.0, 1.0, 1.0)) != key  # same values, other dtype
+
+
+@pytest.mark.parametrize("source, target", [
+    ((1, 4, 8, 16, 16), (32, 64, 64)),  # the level-0 correction of the shipped checkpoints
+    ((2, 3, 5, 7, 9), (11, 13, 4)),  # growing and shrinking axes
+    ((1, 1, 7, 8, 9), (7, 8, 9)),  # unchanged
+])
+def test_resize_trilinear_equals_torch_interpolate_and_its_gradient(source, target):
+    from segmentation.networks.interpolation import resize_trilinear
+
+    x = torch.rand(*source, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    expected = torch.nn.functional.interpolate(x, size=target, mode="trilinear", align_corners=False)
+    out = resize_trilinear(x, target)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    upstream = torch.rand(out.shape, generator=torch.Generator().manual_seed(2))
+    (grad_out,) = torch.autograd.grad(out, x, upstream)
+    (grad_expected,) = torch.autograd.grad(expected, x, upstream)
+    torch.testing.assert_close(grad_out, grad_expected, atol=1e-5, rtol=1e-5)  # sums of up to 64 terms
+
+
+@pytest.mark.parametrize("n_in, n_out, lo, hi", [(64, 512, 10, 20), (8, 50, 0, 0), (8, 50, 7, 7), (30, 15, 4, 9)])
+def test_linear_rows_are_the_rows_of_the_interpolation_matrix_that_read_the_range(n_in, n_out, lo, hi):
+    from segmentation.networks.interpolation import linear_matrix, linear_rows
+
+    full = linear_matrix(n_in, n_out)
+    out_lo, out_hi, first, weights = linear_rows(n_in, n_out, lo, hi)
+    reads = (full[:, lo:hi + 1] > 0).any(1)
+    assert reads[out_lo:out_hi].all() and not reads[:out_lo].any() and not reads[out_hi:].any()
+    torch.testing.assert_close(weights, full[out_lo:out_hi, first:first + weights.shape[1]])
+    assert float(full[out_lo:out_hi].sum() - weights.sum()) == pytest.approx(0.0, abs=1e-5)  # nothing left out
+
+
+def _working_probability(shape, blob, corner=False, seed=0):
+    p = torch.zeros(shape)
+    region = tuple(slice(a, b) for a, b in blob)
+    p[region] = torch.rand(p[region].shape, generator=torch.Generator().manual_seed(seed))
+    if corner:
+        p[0, 0, 0] = 0.9
+    p[shape[0] - 1, shape[1] - 1, shape[2] - 1] = 0.001  # below the negligible level: left out of the box
+    return p
+
+
+@pytest.mark.parametrize("working, original, corner", [
+    ((32, 64, 64), (50, 512, 512), False),  # a 512 x 512 CT
+    ((13, 29, 31), (40, 100, 77), True),  # not integer ratios; a blob in the corner
+    ((20, 30, 30), (10, 15, 16), False),  # the working grid finer than the CT
+])
+def test_boxed_map_back_equals_the_dense_one_and_leaves_out_only_negligible_voxels(working, original, corner):
+    from segmentation.transforms import NEGLIGIBLE_PROBABILITY, Prepared, paste_box, to_original_grid_boxed
+
+    prob = _working_probability(working, [(n // 4, n // 2) for n in working], corner)
+    prepared = Prepared(image=prob[None], original_shape=original, resampled_shape=working, pad_before=(0, 0, 0))
+    dense = to_original_grid(prob, prepared)
+    box, values = to_original_grid_boxed(prob, prepared)
+    assert values.shape == tuple(b.stop - b.start for b in box) and values.dtype == np.float32
+    np.testing.assert_allclose(values, dense[box], atol=1e-6, rtol=0)
+    outside = dense.copy()
+    outside[box] = 0
+    assert outside.max() <= NEGLIGIBLE_PROBABILITY
+    assert np.prod(values.shape) < dense.size  # the point of it
+    full = paste_box(original, box, values)
+    np.testing.assert_array_equal(full[box], values)
+    full[box] = 0
+    assert not full.any()  # 0 outside the box, where the dense map is negligible
+
+
+def test_boxed_map_back_of_an_empty_or_everywhere_map():
+    from segmentation.transforms import Prepared, paste_box, to_original_grid_boxed
+
+    empty = torch.full((4, 8, 8), 1e-4)
+    prepared = Prepared(image=empty[None], original_shape=(6, 20, 20), resampled_shape=(4, 8, 8), pad_before=(0, 0, 0))
+    box, values = to_original_grid_boxed(empty, prepared)
+    assert box is None and values.size == 0
+    assert not paste_box((6, 20, 20), box, values).any()
+    everywhere = torch.rand(4, 8, 8) * 0.5 + 0.25  # the box would be the whole grid: one dense pass
+    box, values = to_original_grid_boxed(everywhere, prepared)
+    assert box == (slice(0, 6), slice(0, 20), slice(0, 20))
+    np.testing.assert_array_equal(values, to_original_grid(everywhere, prepared))
+
+
+def test_mask_position_code_is_kept_for_inference_and_follows_new_weights():
+    torch.manual_seed(0)
+    net = LLMSegNet((4, 8), context_dim=6, fusion_heads=2).eval()
+    x, tokens = torch.rand(1, 1, 4, 8, 8), torch.randn(1, 2, 6)
+    with torch.no_grad():
+        first = net(x, tokens)
+        code = net._mask_pos_cache[1]
+        assert torch.equal(net(x, tokens), first) and net._mask_pos_cache[1] is code  # reused
+        net.mask_pos.weight.add_(0.5)  # an optimiser step or load_state_dict changes the weights in place
+        moved = net(x, tokens)
+        assert net._mask_pos_cache[1] is not code
+    with torch.enable_grad():
+        torch.testing.assert_close(net(x, tokens).detach(), moved)  # the uncached path agrees
+    assert not torch.equal(moved, first)

@@ -487,6 +487,31 @@ def test_shipped_multimodal_checkpoint_follows_a_laterality_flip():
             assert on_side >= 0.9, f"{case.case_id} {side}: only {on_side:.0%} of the volume on that side"
 
 
+def test_a_result_held_as_its_box_is_the_dense_result_outside_negligible_voxels():
+    """The shipped checkpoint on a 256 x 256 CT: the box of non-negligible voxels is computed, everything else is
+    0; with ``negligible_probability=0`` the same CT maps the whole grid back densely."""
+    from segmentation.cohort import generate_cases
+
+    case = generate_cases("breast", "internal", "test", 1, shape=256)[0]
+    boxed = Segmenter.from_checkpoint(SHIPPED / "breast_multimodal.pt")
+    dense = Segmenter.from_checkpoint(SHIPPED / "breast_multimodal.pt", negligible_probability=0.0)
+    a = boxed.predict(case.hu, case.grid.spacing_zyx, "breast", case.context)
+    b = dense.predict(case.hu, case.grid.spacing_zyx, "breast", case.context)
+    box = a.probability_box
+    assert box is not None and a.box_probability.size < 0.5 * case.hu.size  # the boxed path ran
+    assert a.box_probability.shape == a.box_mask.shape == tuple(s.stop - s.start for s in box)
+    np.testing.assert_allclose(a.probability[box], b.probability[box], atol=1e-6, rtol=0)
+    outside = b.probability.copy()
+    outside[box] = 0
+    assert outside.max() <= boxed.negligible_probability
+    np.testing.assert_array_equal(a.mask, b.mask)
+    in_box = np.zeros(case.hu.shape, bool)
+    in_box[box] = True
+    assert a.mask.any() and not a.mask[~in_box].any()
+    with pytest.raises(ValueError, match="negligible_probability"):
+        Segmenter.from_checkpoint(SHIPPED / "breast_multimodal.pt", negligible_probability=0.5)
+
+
 @pytest.mark.skipif(not (SHIPPED / "prostate_multimodal.pt").exists(), reason="shipped checkpoint not trained yet")
 def test_shipped_prostate_checkpoint_follows_surgery_and_the_pelvic_node_rule():
     from fixtures.rules import prostate_nodes_indicated
