@@ -120,13 +120,9 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
                 continue
             # Component omission (internal held-out cases): the claims.
             _record_omission(numbers, case, omitted)
-            # Diagnostic, not a claim: how far an edit the rules ignore (another T or N stage with the same
-            # ground-truth CTV, or T left out where it decides nothing) moves the contour, as 1 - Dice
-            # between the two predictions. A trainee's irrelevant "what if" should move nothing.
-            for edit in neutral_edits_of_case(case, ctx, ctv_for, "breast"):
-                r = mm.what_if(case.hu, sp, "breast", edit)
-                numbers["neutral_edit_change"].append(1.0 - compute_panel(r.mask, res.mask, sp)["dice"])
-                numbers["neutral_edit_kind"].append("N" if breast_n_stage(edit) != breast_n_stage(ctx) else "T")
+            # Another T or N stage with the same ground-truth CTV, or T left out where it decides nothing.
+            _record_neutral_edits(mm, case, res.mask, numbers,
+                                  lambda edit: "N" if breast_n_stage(edit) != breast_n_stage(ctx) else "T")
             # Counterfactual: laterality flip.
             if ctx.get("laterality") in ("left", "right"):
                 flipped = _what_if(mm, case, dict(ctx, laterality=other_side(ctx["laterality"])), numbers)
@@ -213,12 +209,26 @@ def run_breast(per_site: int, shape: int, seed: int, mm_path=None, vision_path=N
     _timing_claim(numbers, claim, mm, "breast", timing_cases, timing_shape, seed, timing_repeats)
     numbers["omission_mean_drop"] = drops
     numbers["omission_mean_drop_all_sites"] = {f: float(np.mean(v)) for f, v in numbers["omission_all_sites"].items()}
-    numbers["neutral_edit_change_mean"] = (float(np.mean(numbers["neutral_edit_change"]))
-                                           if numbers["neutral_edit_change"] else float("nan"))
-    change, kind = np.asarray(numbers["neutral_edit_change"]), np.asarray(numbers["neutral_edit_kind"])
-    numbers["neutral_edit_change_by_kind"] = {k: {"mean": float(change[kind == k].mean()), "n": int((kind == k).sum())}
-                                              for k in ("T", "N") if (kind == k).any()}
+    _summarise_neutral_edits(numbers)
     return claims, numbers
+
+
+def _record_neutral_edits(mm: Segmenter, case, own_mask, numbers: dict, kind_of) -> None:
+    """Diagnostic, not a claim: how far each edit the rules ignore (same ground-truth CTV on this case) moves
+    the contour, as 1 - Dice between the two predictions. A trainee's irrelevant "what if" should move
+    nothing. ``kind_of(edit)`` names the edited field."""
+    sp = case.grid.spacing_zyx
+    for edit in neutral_edits_of_case(case, case.context, ctv_for, case.cancer_type):
+        r = mm.what_if(case.hu, sp, case.cancer_type, edit)
+        numbers["neutral_edit_change"].append(1.0 - compute_panel(r.mask, own_mask, sp)["dice"])
+        numbers["neutral_edit_kind"].append(kind_of(edit))
+
+
+def _summarise_neutral_edits(numbers: dict) -> None:
+    change, kind = np.asarray(numbers["neutral_edit_change"]), np.asarray(numbers["neutral_edit_kind"])
+    numbers["neutral_edit_change_mean"] = float(change.mean()) if change.size else float("nan")
+    numbers["neutral_edit_change_by_kind"] = {k: {"mean": float(change[kind == k].mean()), "n": int((kind == k).sum())}
+                                              for k in dict.fromkeys(numbers["neutral_edit_kind"])}
 
 
 def _t_decisive(context: dict) -> bool:
@@ -249,13 +259,16 @@ def run_prostate(per_site: int, shape: int, seed: int, mm_path=None, vision_path
     vision = Segmenter.from_checkpoint(vision_path or CKPT_DIR / "prostate_vision.pt")
     numbers = {"checkpoints": {"multimodal": mm.checkpoint_id, "vision": vision.checkpoint_id},
                "per_site": {}, "nodes": [], "nodes_age": [], "bed": [],
-               "timing": _new_timing()}
+               "neutral_edit_change": [], "neutral_edit_kind": [], "timing": _new_timing()}
     for site in SITES:
         cases = generate_cases("prostate", site, "test", per_site, seed=seed, shape=shape)
         rows = {"multimodal": [], "vision": []}
         for case in cases:
             ctx = case.context
             res = score_case(mm, vision, case, "prostate", numbers, rows)
+            if site == "internal":  # a PSA or age the rules ignore (same side of the high-risk line, of 80)
+                _record_neutral_edits(mm, case, res.mask, numbers,
+                                      lambda edit: "PSA" if edit.get("psa") != ctx.get("psa") else "age")
             # Counterfactuals on every site, not only internal: few cases cross each rule (2 of the 12
             # internal ones cross the PSA rule), and the rules are the same everywhere.
             nodes = case.regions["pelvic_nodes"]
@@ -296,6 +309,7 @@ def run_prostate(per_site: int, shape: int, seed: int, mm_path=None, vision_path
     claim(f"intact -> post-prostatectomy covers the bed: coverage gain (mean of {len(numbers['bed'])})",
           bed, ">= 0.30", bed >= 0.3)
     _timing_claim(numbers, claim, mm, "prostate", timing_cases, timing_shape, seed, timing_repeats)
+    _summarise_neutral_edits(numbers)
     return claims, numbers
 
 
@@ -415,7 +429,7 @@ def main(argv=None) -> int:
           f"  (bench wall {time.perf_counter() - t0:.0f} s)")
     print(f"what-if / full run on these {shape} x {shape} cases, paired, CPU seconds: {t['what_if_over_full_same_cases']:.3f} "
           f"({t['what_if_pairs_same_cases']} what-ifs; not a claim: resampling costs next to nothing at this size)")
-    if "neutral_edit_change_mean" in numbers:
+    if "omission_mean_drop_all_sites" in numbers:
         drops = numbers["omission_mean_drop_all_sites"]
         n_all = len(next(iter(numbers["omission_all_sites"].values())))
         print(f"not claims: omission Dice drop over all {n_all} held-out cases: "
@@ -427,6 +441,12 @@ def main(argv=None) -> int:
         print("internal T drop split by whether T decides the target: " + "; ".join(
             f"{part} {v['mean']:.3f} over {v['n']} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
             for part, v in numbers["omission_t_split"].items()))
+    elif "neutral_edit_change_mean" in numbers:
+        print("not a claim: edits the rules ignore (a PSA on the same side of the high-risk line, an age on the same "
+              f"side of 80) move the contour by 1 - Dice {numbers['neutral_edit_change_mean']:.3f} (mean of "
+              f"{len(numbers['neutral_edit_change'])}: "
+              + ", ".join(f"{k} edits {v['mean']:.3f} over {v['n']}"
+                          for k, v in numbers["neutral_edit_change_by_kind"].items()) + ")")
     held = sum(c["held"] for c in claims)
     print(f"claims held: {held} of {len(claims)}")
     if args.json:

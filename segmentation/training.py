@@ -196,16 +196,43 @@ _NEUTRAL_T_STAGES = ("Tis", "T1a", "T1b", "T1c", "T2", "T3", "T4b")
 _NEUTRAL_N_STAGES = ("N0", "N1mi", "N1", "N1a", "N2a", "N3a")
 
 
+# PSA and age edits offered on a prostate context: the nudges a trainee tries ("PSA 8 instead of 10").
+_NEUTRAL_PSA_FACTORS = (0.8, 1.25)
+_NEUTRAL_AGE_STEPS = (-3, 3)
+
+
+def _prostate_edits(context: dict) -> list[dict]:
+    from clinical.schema import ContextValidationError, validate_context
+
+    out = []
+    if context.get("psa") is not None:
+        out += [dict(context, psa=round(float(context["psa"]) * f, 1)) for f in _NEUTRAL_PSA_FACTORS]
+    if context.get("age") is not None:
+        out += [dict(context, age=int(context["age"]) + d) for d in _NEUTRAL_AGE_STEPS]
+    kept = []
+    for edit in out:
+        try:
+            validate_context("prostate", edit)
+        except ContextValidationError:
+            continue  # e.g. an age beyond the editor's range
+        if edit != context:
+            kept.append(edit)
+    return kept
+
+
 def neutral_context_edits(cancer_type: str, context: dict) -> list[dict]:
     """Candidate edits of ``context`` that its rules may ignore (breast: every other T stage, T left out,
-    every other N stage); the caller keeps those whose ground-truth CTV is unchanged (``prepare_case``
-    checks each one on the case's anatomy, so no rule is restated here): another T1/T2 stage, another
-    positive N stage ("N1" for "N1a"). N left out is not offered: omission training asks "unknown N" to
-    keep the case's own target, nodes included. Other cancer types: none yet.
+    every other N stage; prostate: PSA x 0.8 and x 1.25, age -3 and +3 years); the caller keeps those whose
+    ground-truth CTV is unchanged (``prepare_case`` checks each one on the case's anatomy, so no rule is
+    restated here): another T1/T2 stage, another positive N stage ("N1" for "N1a"), a PSA that stays on its
+    side of the high-risk line, an age that stays on its side of 80. N left out is not offered: omission
+    training asks "unknown N" to keep the case's own target, nodes included. Other cancer types: none yet.
 
     The N edits matter because the N0 -> N1 counterfactual writes the plain "N1" the cohort's own cases
     rarely show: without them the model learnt "N1" as a string of its own and drew a contour thousands of
     voxels larger for "N1" than for "N1a" on the same case."""
+    if cancer_type == "prostate":
+        return _prostate_edits(context)
     if cancer_type != "breast":
         return []
     shown_t, shown_n = breast_t_stage(context), breast_n_stage(context)

@@ -39,8 +39,15 @@ def test_bench_prints_every_claim_and_an_exit_status_that_matches(cancer_type, n
     clinical = data["numbers"]["timing_clinical"]
     assert clinical["shape"][1:] == [192, 192] and clinical["cases"] == 1 and clinical["repeats"] == 3
     assert claims[-1]["value"] == pytest.approx(clinical["what_if_over_full"])
+    numbers = data["numbers"]
+    by_kind = numbers["neutral_edit_change_by_kind"]  # edits the rules ignore, on the internal case
+    assert sum(v["n"] for v in by_kind.values()) == len(numbers["neutral_edit_change"]) == len(numbers["neutral_edit_kind"])
+    assert all(0.0 <= v <= 1.0 for v in numbers["neutral_edit_change"])
+    if cancer_type == "prostate":
+        assert set(by_kind) <= {"PSA", "age"}
+        if numbers["neutral_edit_change"]:
+            assert "not a claim: edits the rules ignore (a PSA on the same side" in printed
     if cancer_type == "breast":  # the diagnostics beside the claims: omission on every site, neutral edits
-        numbers = data["numbers"]
         assert all(len(v) == 3 for v in numbers["omission_all_sites"].values())
         assert numbers["omission_mean_drop_all_sites"]["laterality"] > 0
         assert 0.0 <= numbers["neutral_edit_change_mean"] <= 1.0 and numbers["neutral_edit_change"]

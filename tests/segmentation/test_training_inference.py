@@ -363,7 +363,22 @@ def test_neutral_edits_keep_the_ground_truth_ctv_and_change_the_prompt(tiny_case
     assert n_edits == {"N1mi", "N1", "N2a", "N3a"}
     assert all(e["cN"] == e["pN"] for e in kept(n1a) if e.get("pN") != "N1a")
     assert {e["cN"] for e in kept(dict(n1a, cN="N0", pN="N0"))} == {"N0"}
-    assert neutral_context_edits("prostate", {"t_stage": "T2a"}) == []
+    # Prostate: PSA x 0.8 / x 1.25 and age -3 / +3, kept where they stay on their side of the rules.
+    from fixtures.rules import prostate_ctv_regions
+
+    def kept_prostate(context):
+        return [e for e in neutral_context_edits("prostate", context)
+                if prostate_ctv_regions(e) == prostate_ctv_regions(context)]
+
+    low = {"t_stage": "T1c", "psa": 6.0, "gleason_primary": 3, "gleason_secondary": 3, "age": 66,
+           "prostatectomy": False}
+    assert [(e["psa"], e["age"]) for e in kept_prostate(low)] == [(4.8, 66), (7.5, 66), (6.0, 63), (6.0, 69)]
+    near_line = dict(low, psa=18.0)  # x 1.25 = 22.5 makes it NCCN high risk: the pelvic nodes come in
+    assert [e["psa"] for e in kept_prostate(near_line) if e["age"] == 66] == [14.4]
+    high_78 = dict(low, psa=30.0)  # high risk at 78: 81 drops the nodes (the age rule), 75 does not
+    assert [e["age"] for e in kept_prostate(dict(high_78, age=78)) if e["psa"] == 30.0] == [75]
+    assert neutral_context_edits("prostate", {"t_stage": "T2a"}) == []  # nothing to nudge
+    assert all(e["age"] <= 120 for e in neutral_context_edits("prostate", dict(low, age=119)))
     # twins are drawn only when asked for, and always from the sample's own variant
     case = prepare_case(tiny_cases[0], model.config, model.net.divisor, counterfactual_mask)
     assert _sample(case, np.random.default_rng(0), SampleOptions(8))[4] is None
