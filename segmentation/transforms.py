@@ -147,8 +147,8 @@ def to_original_grid_boxed(prob: torch.Tensor, prepared: Prepared, negligible: f
     source sample is at most ``negligible`` is too. ``paste_box`` gives the full grid.
 
     Why: a CTV fills a few per cent of a 512 x 512 CT. Interpolating and writing the whole grid (13 M
-    voxels for 50 slices, 52 MB of new memory) was a quarter of every run, full or what-if; the box is
-    8-50 % of the grid on breast CTs, and the portal stores only the box (gpu_worker.client)."""
+    voxels for 50 slices, 52 MB of new memory) was about a quarter of a what-if, and a full run pays it too;
+    the box is 8-50 % of the grid on breast CTs, and the portal stores only the box (gpu_worker.client)."""
     values = _unpadded_probability(prob, prepared)[0].cpu()
     shape = prepared.original_shape
     above = values > negligible
@@ -171,7 +171,8 @@ def to_original_grid_boxed(prob: torch.Tensor, prepared: Prepared, negligible: f
 
 
 def paste_box(shape, box, values: np.ndarray, fill=0) -> np.ndarray:
-    """``values`` placed at ``box`` (a tuple of slices, or None for nothing) of a new ``shape`` array of ``fill``."""
+    """``values`` placed at ``box`` (a tuple of slices, or None for nothing) of a new ``shape`` array of ``fill``;
+    ``values`` itself when the box is the whole grid."""
     if box is not None and all(b.start == 0 and b.stop == n for b, n in zip(box, shape)):
         return values
     full = np.full(shape, fill, dtype=values.dtype)
