@@ -59,6 +59,7 @@ from monai.losses import DiceCELoss, DiceFocalLoss
 
 from clinical.prompt import breast_n_stage, breast_t_stage, omit_fields
 from clinical.risk import HIGH_RISK_GROUPS, n_stage_positive, nccn_risk_group, t_stage_advanced
+from clinical.schema import ContextValidationError, validate_context
 from segmentation.model import ModelConfig, SegmentationModel, save_checkpoint
 from segmentation.networks.cpu_convolution import prefer_onednn
 from segmentation.transforms import prepare, prepare_label
@@ -202,8 +203,6 @@ _NEUTRAL_AGE_STEPS = (-3, 3)
 
 
 def _prostate_edits(context: dict) -> list[dict]:
-    from clinical.schema import ContextValidationError, validate_context
-
     out = []
     if context.get("psa") is not None:
         out += [dict(context, psa=round(float(context["psa"]) * f, 1)) for f in _NEUTRAL_PSA_FACTORS]

@@ -161,7 +161,7 @@ def to_original_grid_boxed(prob: torch.Tensor, prepared: Prepared, negligible: f
     rows = [linear_rows(n_in, n_out, lo, hi) for n_in, n_out, (lo, hi) in zip(values.shape, shape, spans)]
     box = tuple(slice(r[0], r[1]) for r in rows)
     if np.prod([b.stop - b.start for b in box]) > _DENSE_BOX_SHARE * np.prod(shape):
-        return tuple(slice(0, n) for n in shape), to_original_grid(prob, prepared)
+        return tuple(slice(0, n) for n in shape), resample(values[None], shape)[0].numpy()
     (_, _, z_first, wz), (_, _, y_first, wy), (_, _, x_first, wx) = rows
     sub = values[z_first:z_first + wz.shape[1], y_first:y_first + wy.shape[1], x_first:x_first + wx.shape[1]]
     # z, then x on the small grid; the y pass is the one that writes the box's many voxels.
