@@ -1,14 +1,22 @@
-"""CPU inference speed: route 3-D convolutions through oneDNN whatever the batch size.
+"""CPU inference speed: send each 3-D convolution of a narrow network to the kernel that is fast for it.
 
-PyTorch picks oneDNN for a CPU float32 ``conv3d`` only when the batch is larger than one or
-``batch x channels x depth x height`` exceeds 20480 (its heuristic ignores the last axis, see
-``use_mkldnn`` in ATen's Convolution.cpp). A single sliding window of these narrow networks
-(4-16 channels, 32 x 64 x 64) falls under that limit and runs PyTorch's im2col ``slow_conv3d``:
-a 8 -> 4 channel 3x3x3 convolution over 32 x 64 x 64 took 123 ms there against 11 ms in oneDNN
-on two threads, with outputs equal to 1e-4. ``prefer_onednn`` swaps the class of every plain
-``nn.Conv3d`` in a module for ``OneDNNConv3d``, which calls ``aten.mkldnn_convolution`` directly
-when gradients are off (inference only: training keeps PyTorch's own dispatch). Parameters,
-state-dict keys and checkpoints are unchanged.
+PyTorch's own CPU dispatch suits wide 2-D networks; for these 3-D networks (1-32 channels, 32 x 64 x 64
+windows) it picks badly twice, measured on two threads of the project's 2-core VM:
+
+- **3 x 3 x 3 convolutions, batch of one.** PyTorch picks oneDNN for a float32 ``conv3d`` only when the
+  batch is larger than one or ``batch x channels x depth x height`` exceeds 20480 (its heuristic ignores the
+  last axis, see ``use_mkldnn`` in ATen's Convolution.cpp). A single window falls under that limit and runs
+  the im2col ``slow_conv3d``: an 8 -> 4 channel convolution over 32 x 64 x 64 took 123 ms there against
+  11 ms in oneDNN, outputs equal to 1e-4. ``OneDNNConv3d`` calls ``aten.mkldnn_convolution`` directly.
+- **Pointwise (1 x 1 x 1, stride 1) convolutions** are the opposite case: oneDNN took 6-8 ms for the 4 -> 1
+  output head over 32 x 64 x 64 (26 ms for a batch of four windows), a matrix product over the channels
+  0.1 ms. ``OneDNNConv3d`` runs them as ``weight @ x`` per window; the values are the same sums.
+
+``OneDNNConv3d`` acts only when gradients are off (inference); training keeps PyTorch's own dispatch.
+``prefer_onednn`` swaps the class of every plain ``nn.Conv3d`` in a module; parameters, state-dict keys and
+checkpoints are unchanged. (The 2 x 2 x 2 transposed convolutions stay PyTorch's: as one matrix product and
+an interleaving copy they were faster only for a batch of four windows, 1.8 against 3.1 ms, and equal or
+slower for one, within this VM's noise.)
 """
 from __future__ import annotations
 
@@ -20,16 +28,31 @@ def onednn_available() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
-class OneDNNConv3d(nn.Conv3d):
-    """``nn.Conv3d`` that runs oneDNN for CPU float32 inference even for a batch of one."""
+def _fast_inference_applies(conv: nn.Module, x: torch.Tensor) -> bool:
+    return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+            and conv.weight.dtype == torch.float32 and conv.padding_mode == "zeros"
+            and not isinstance(conv.padding, str) and conv.groups == 1 and x.dim() == 5)
 
-    def _onednn_applies(self, x: torch.Tensor) -> bool:
-        return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
-                and self.weight.dtype == torch.float32 and self.padding_mode == "zeros"
-                and not isinstance(self.padding, str) and onednn_available())
+
+def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1 x 1 x 1, stride 1 convolution as a product over the channel axis: [O, C] @ [B, C, voxels]."""
+    b, c = x.shape[:2]
+    out = torch.matmul(weight.reshape(weight.shape[0], c), x.reshape(b, c, -1))
+    if bias is not None:
+        out.add_(bias[:, None])
+    return out.reshape(b, weight.shape[0], *x.shape[2:])
+
+
+class OneDNNConv3d(nn.Conv3d):
+    """``nn.Conv3d`` that, for CPU float32 inference, runs oneDNN even for a batch of one, and a pointwise
+    convolution as a matrix product."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._onednn_applies(x):
+        if not _fast_inference_applies(self, x):
+            return super().forward(x)
+        if self.kernel_size == (1, 1, 1) and self.stride == (1, 1, 1) and tuple(self.padding) == (0, 0, 0):
+            return _pointwise(x, self.weight, self.bias)
+        if not onednn_available():
             return super().forward(x)
         return torch.ops.aten.mkldnn_convolution(x.contiguous(), self.weight, self.bias, list(self.padding),
                                                  list(self.stride), list(self.dilation), self.groups)

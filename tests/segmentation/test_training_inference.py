@@ -12,7 +12,7 @@ from segmentation.inference import Cancelled, Segmenter
 from segmentation.model import ModelConfig, SegmentationModel, read_checkpoint
 from segmentation.training import TrainConfig, make_loss, prepare_case, train
 
-from .conftest import TINY_CONFIG, TINY_SHAPE
+from .conftest import TINY_CONFIG
 
 SHIPPED = Path(__file__).resolve().parents[2] / "segmentation" / "checkpoints"
 
@@ -605,6 +605,36 @@ def test_onednn_conv3d_runs_a_batch_of_one_through_onednn_and_matches_pytorch():
     out = block(x[:, :, :8, :16, :16])
     out.sum().backward()
     assert block[0].weight.grad is not None and torch.isfinite(block[0].weight.grad).all()
+
+
+def test_onednn_conv3d_runs_a_pointwise_convolution_as_a_matrix_product():
+    """oneDNN is slow for 1 x 1 x 1 convolutions of a few channels (the output head: 6-8 ms per window), so
+    those run as a product over the channel axis; strided pointwise convolutions stay on oneDNN."""
+    import torch
+    from torch import nn
+
+    from segmentation.networks.cpu_convolution import onednn_available, prefer_onednn
+
+    torch.manual_seed(0)
+    for conv, reference in [(nn.Conv3d(4, 1, 1), nn.Conv3d(4, 1, 1)), (nn.Conv3d(3, 5, 1, bias=False), nn.Conv3d(3, 5, 1, bias=False))]:
+        reference.load_state_dict(conv.state_dict())
+        prefer_onednn(conv)
+        for batch in (1, 3):
+            x = torch.randn(batch, conv.in_channels, 6, 10, 12)
+            with torch.no_grad():
+                out = conv(x)
+                ops = _conv_ops(lambda: conv(x))
+                torch.testing.assert_close(out, reference(x), atol=1e-5, rtol=1e-5)
+            assert out.shape == (batch, conv.out_channels, 6, 10, 12) and out.is_contiguous()
+            assert not any("mkldnn" in op or "slow_conv3d" in op for op in ops), ops
+    strided = prefer_onednn(nn.Conv3d(4, 8, 1, stride=2))
+    if onednn_available():
+        with torch.no_grad():
+            assert "aten::mkldnn_convolution" in _conv_ops(lambda: strided(torch.randn(1, 4, 8, 8, 8)))
+    # Gradients on: PyTorch's own convolution, and the gradient reaches the weight.
+    conv = prefer_onednn(nn.Conv3d(4, 1, 1))
+    conv(torch.randn(1, 4, 4, 4, 4)).sum().backward()
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
 
 
 def test_segmenter_with_onednn_gives_the_probabilities_of_pytorchs_dispatch(tiny_checkpoints, tiny_cases):
