@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 
-.PHONY: demo test install frontend services chromium migrate demo-data serve clean
+.PHONY: demo test lint install frontend services chromium migrate demo-data serve clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ demo: install frontend migrate demo-data
 
 test: install frontend services chromium
 	bash scripts/run_tests.sh
+
+# Also the first step of `make test` (scripts/run_tests.sh): rules in ruff.toml.
+lint: install
+	$(PY) -m ruff check .
 
 clean:
 	rm -rf var frontend/dist test-artifacts

@@ -17,7 +17,6 @@ Needs Debian's orthanc + orthanc-dicomweb and /usr/bin/chromium; run ``make fron
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import subprocess

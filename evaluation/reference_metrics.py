@@ -21,12 +21,12 @@ def _crop_to_union(pred: np.ndarray, ref: np.ndarray):
     union = pred | ref
     coords = np.argwhere(union)
     low, high = coords.min(axis=0) - 1, coords.max(axis=0) + 2
-    shape = tuple(int(h - l) for l, h in zip(low, high))
+    shape = tuple(int(h - lo) for lo, h in zip(low, high))
     out = []
     for mask in (pred, ref):
         crop = np.zeros(shape, dtype=bool)
-        src = tuple(slice(max(l, 0), min(h, n)) for l, h, n in zip(low, high, mask.shape))
-        dst = tuple(slice(s.start - l, s.stop - l) for s, l in zip(src, low))
+        src = tuple(slice(max(lo, 0), min(h, n)) for lo, h, n in zip(low, high, mask.shape))
+        dst = tuple(slice(s.start - lo, s.stop - lo) for s, lo in zip(src, low))
         crop[dst] = mask[src]
         out.append(crop)
     return out

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole suite: first on the embedded default (SQLite, in-memory layer,
+# The whole suite: lint (ruff), then the tests on the embedded default (SQLite, in-memory layer,
 # in-process broker), then the database, ingest and DICOMweb tests again on
 # PostgreSQL. Called by `make test`.
 set -uo pipefail
@@ -10,6 +10,10 @@ PG_TEST_URL=${PG_TEST_URL:-postgres://postgres@127.0.0.1:5432/contextrt_ci}
 mkdir -p test-artifacts
 
 status=0
+echo "== Lint (ruff, rules in ruff.toml) =="
+"$PY" -m ruff check .
+rc=$?; [ $rc -ne 0 ] && status=$rc
+
 echo "== ContextRT suite on the embedded default (SQLite) =="
 env -u DATABASE_URL -u REDIS_URL -u BROKER_URL "$PY" -m pytest "$@"
 rc=$?; [ $rc -ne 0 ] && [ $rc -ne 5 ] && status=$rc

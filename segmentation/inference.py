@@ -22,7 +22,7 @@ from monai.inferers import sliding_window_inference
 
 from segmentation.model import load_model
 from segmentation.networks.cpu_convolution import prefer_onednn
-from segmentation.transforms import NEGLIGIBLE_PROBABILITY, Prepared, paste_box, prepare, to_original_grid_boxed
+from segmentation.transforms import NEGLIGIBLE_PROBABILITY, paste_box, prepare, to_original_grid_boxed
 
 
 class Cancelled(Exception):

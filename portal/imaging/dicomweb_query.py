@@ -494,7 +494,8 @@ def _row_bodies(level, ids, metadata, series_qs, base_url) -> dict[int, tuple[di
     if level == "studies":
         # Series/instance counts and modalities in one grouped query over the visible series.
         counts: dict[int, list] = {}
-        for study_id, modality, n_series, n_instances in (_restrict(Series.objects.filter(study_id__in=ids), "pk", series_qs).values("study_id", "modality")
+        visible_series = _restrict(Series.objects.filter(study_id__in=ids), "pk", series_qs)
+        for study_id, modality, n_series, n_instances in (visible_series.values("study_id", "modality")
                                                           .annotate(n_series=Count("pk", distinct=True), n_instances=Count("instances"))
                                                           .values_list("study_id", "modality", "n_series", "n_instances")):
             entry = counts.setdefault(study_id, [set(), 0, 0])

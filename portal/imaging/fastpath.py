@@ -346,7 +346,8 @@ def _search_json(user, base, params, groups):
     results = qido.cached_search(user, query, base, study_uid=groups["study"], series_uid=groups["series"])
     extra = []
     if query.fuzzy:
-        extra.append((b"warning", b'299 ContextRT: "The fuzzymatching parameter is not supported. Only literal matching has been performed."'))
+        extra.append((b"warning", b'299 ContextRT: "The fuzzymatching parameter is not supported. '
+                                  b'Only literal matching has been performed."'))
     return results, extra
 
 

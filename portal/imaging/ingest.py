@@ -639,7 +639,8 @@ def _commit(site, user, new_files, ct_plans, struct_plans, stored_map, staging, 
         instance = store_instance(sp.file, series)
         ct_series = ct_series_rows[sp.ct_original_uid] if sp.ct_original_uid else sp.ct_existing
         stored_warnings = [_pseudonymise_text(w, plan.uid_map) for w in sp.warnings]
-        structure_set = StructureSet.objects.create(instance=instance, ct_series=ct_series, label=str(ds.get("StructureSetLabel", "") or "")[:64],
+        label = str(ds.get("StructureSetLabel", "") or "")[:64]
+        structure_set = StructureSet.objects.create(instance=instance, ct_series=ct_series, label=label,
                                                     source=StructureSet.Source.IMPORTED, warnings=stored_warnings)
         report.structure_sets.append(structure_set.pk)
         voxel_cc = sp.grid.voxel_volume_mm3 / 1000.0

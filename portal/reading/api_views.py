@@ -7,7 +7,6 @@ item id. Coordinator endpoints are role- and site-scoped; unblinding answers
 """
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -17,8 +16,6 @@ from rest_framework.exceptions import NotFound, PermissionDenied, ValidationErro
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.cases.models import Case
-from portal.imaging import storage
 from portal.reading import access, services
 from portal.reading.blinded import contour_payload, reference_payload
 from portal.reading.models import RaterAssignment, RaterItem, ReadingStudy, RubricSet

@@ -17,7 +17,7 @@ def in_process_worker(monkeypatch):
     from gpu_worker import broker, dispatch
 
     broker.setup_broker("")
-    worker = dispatch.start_in_process_worker()
+    dispatch.start_in_process_worker()
     yield dispatch
     dispatch.wait_in_process(120)
     dispatch.stop_in_process_worker()

@@ -1,4 +1,5 @@
-"""The QIDO row summary memo: un-repeated searches reuse study/series rows, which stay equal to a fresh search after ingest and per scope."""
+"""The QIDO row summary memo: un-repeated searches reuse study/series rows, which stay equal to a fresh search
+after ingest and per scope."""
 import pytest
 from django.http import QueryDict
 

@@ -53,7 +53,8 @@ def test_every_role_sees_only_its_scope(stored, users, two_series_study):
         assert ids(user, "series") == list(Series.objects.filter(pk__in=visible(user)).order_by("study_id", "series_number", "pk")
                                             .values_list("pk", flat=True)), name
         assert ids(user, "instances") == list(Instance.objects.filter(series_id__in=visible(user))
-                                              .order_by("series_id", "slice_index", "instance_number", "pk").values_list("pk", flat=True)), name
+                                              .order_by("series_id", "slice_index", "instance_number", "pk")
+                                              .values_list("pk", flat=True)), name
     # Other sites' studies stay hidden, whatever the search names.
     coord, coord_ext = users["coord"], users["coord_ext"]
     assert ext_study.pk not in ids(coord, "studies") and ext_study.pk in ids(coord_ext, "studies")
