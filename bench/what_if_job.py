@@ -7,8 +7,8 @@ every what-if. Both keep the model's image-feature cache. Loopback only.
 The CT is a synthetic clinical-size breast CT (default 100 x 512 x 512, written as DICOM and ingested), the
 model the shipped ``breast_multimodal.pt``. Per configuration: one full run, then ``--what-ifs`` what-ifs
 (laterality, N, surgery changes), after a warm-up job on a second CT of the same size. Times are the job's own
-``started`` -> ``finished`` (claimed by the worker
-to result stored, as the portal records them) and the client's submit -> "succeeded" seen (polling 50 ms).
+``started`` -> ``finished`` (claimed by the worker to result stored, as the portal records them) and the
+client's submit -> "succeeded" seen (polling 50 ms).
 
     .venv/bin/python bench/what_if_job.py [--shape 100x512x512] [--what-ifs 4] [--json var/what_if_job.json]
 """

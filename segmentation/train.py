@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="breast: decode each sample a second time under a neutral edit of its context (another T "
                         "stage, T left out, another positive N stage, where the ground-truth CTV stays the same) and "
                         "pull the two probability maps together with this weight; 0 = off")
+    p.add_argument("--neutral-p", type=float, default=0.0,
+                   help="probability of training a sample under one of its neutral edits (same ground-truth CTV: "
+                        "breast T/N stages, prostate PSA x0.8/x1.25 and age -3/+3) instead of its own context; "
+                        "0 = off")
     p.add_argument("--stats-every", type=int, default=1,
                    help="re-encode the training contexts for the context standardiser every K steps (and at "
                         "every epoch's end); K > 1 trades exactness for speed")
@@ -162,6 +166,7 @@ def main(argv=None, stdout=None, progress_callback=None) -> dict:
                       contrast_weight=args.contrast_weight if model.uses_text else 0.0, max_shift=args.max_shift,
                       coarsen_p=args.coarsen_p if model.uses_text else 0.0, stats_every=args.stats_every,
                       consistency_weight=args.consistency_weight if model.uses_text else 0.0,
+                      neutral_p=args.neutral_p if model.uses_text else 0.0,
                       omit_in_counterfactuals=args.omit_in_counterfactuals and model.uses_text,
                       every_t_counterfactual=every_t, data_fraction=args.data_fraction, cohort=cohort)
     bar = None if args.no_progress else tqdm(total=cfg.epochs * cfg.steps_per_epoch, file=out, desc="training")

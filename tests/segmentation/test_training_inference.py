@@ -387,6 +387,20 @@ def test_neutral_edits_keep_the_ground_truth_ctv_and_change_the_prompt(tiny_case
                                                                                           neutral_twin=True))
         variant = next(i for i, (c, _) in enumerate(case.variants) if c == context)
         assert twin is None if not case.neutral[variant] else twin in case.neutral[variant]
+    # neutral_p = 1: every sample with an edit is trained under one, same label; its twin is the context itself
+    edited = 0
+    whole = case.image.shape[1]  # a slab of the whole volume: the label is the variant's whole target
+    for seed in range(20):
+        _, label, context, _, twin = _sample(case, np.random.default_rng(seed),
+                                             SampleOptions(whole, counterfactual_p=0.5, neutral_twin=True, neutral_p=1.0))
+        variant = next((i for i, (c, _) in enumerate(case.variants) if c == twin), None)
+        if variant is None:  # a variant without neutral edits: trained under its own context, no twin
+            assert twin is None and any(context == c for c, _ in case.variants)
+            continue
+        edited += 1
+        assert context in case.neutral[variant] and context != twin
+        assert torch.equal(label, case.variants[variant][1])  # the same target
+    assert edited > 0
 
 
 def test_counterfactual_omissions_keep_the_changed_component_and_the_counterfactual_target(tiny_cases):
