@@ -77,6 +77,25 @@ def test_resample_equals_torch_trilinear_on_every_path(source, target):
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64])
+def test_normalise_hu_equals_monais_scale_intensity_range_bit_for_bit(dtype):
+    from monai.transforms import ScaleIntensityRange
+
+    from segmentation.transforms import normalise_hu
+
+    rng = np.random.default_rng(3)
+    hu = rng.normal(-200, 900, size=(5, 17, 23))
+    hu.flat[:6] = [-1000, 1000, -1000.5, 1000.5, -3024, 3071]  # both edges and beyond
+    hu = hu.astype(dtype)
+    hu.setflags(write=False)  # the worker's cached CT is read-only: it must not be written
+    monai = ScaleIntensityRange(a_min=-1000.0, a_max=1000.0, b_min=0.0, b_max=1.0, clip=True)
+    expected = torch.as_tensor(monai(np.asarray(hu, dtype=np.float32)[None]), dtype=torch.float32)
+    got = normalise_hu(hu)
+    assert got.dtype == torch.float32 and got.shape == (1, 5, 17, 23)
+    assert torch.equal(got, expected.as_subclass(torch.Tensor))
+    assert float(got.min()) == 0.0 and float(got.max()) == 1.0
+
+
 def test_bad_volume_and_spacing_are_named():
     with pytest.raises(ValueError, match="hu"):
         prepare(np.zeros((4, 4)), (1, 1, 1), (1, 1, 1), 2)
