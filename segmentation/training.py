@@ -38,7 +38,7 @@
 - Neutral-edit augmentation (``neutral_p`` > 0): with that probability a sample is trained under one of its
   neutral edits instead of its own context, with the same target (and, with the consistency term on, its
   own context as the twin). The consistency term alone left a prostate model's contour moving by 1 − Dice
-  0.17 under PSA edits the rules ignore.
+  0.17 under PSA edits the rules ignore; a trial with ``neutral_p`` 0.5 did not lower it (docs/models.md).
 - Augmentation: random intensity scale/shift and Gaussian noise, small random z-shift, and with
   ``max_shift`` > 0 a random in-plane translation of up to that many working voxels (air fills the
   gap): another site's table position and field of view put the anatomy elsewhere in the sliding

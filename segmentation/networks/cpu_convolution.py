@@ -31,7 +31,7 @@ def onednn_available() -> bool:
 def _fast_inference_applies(conv: nn.Module, x: torch.Tensor) -> bool:
     return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
             and conv.weight.dtype == torch.float32 and conv.padding_mode == "zeros"
-            and not isinstance(conv.padding, str) and conv.groups == 1 and x.dim() == 5)
+            and not isinstance(conv.padding, str) and x.dim() == 5)
 
 
 def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -50,7 +50,8 @@ class OneDNNConv3d(nn.Conv3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not _fast_inference_applies(self, x):
             return super().forward(x)
-        if self.kernel_size == (1, 1, 1) and self.stride == (1, 1, 1) and tuple(self.padding) == (0, 0, 0):
+        if (self.kernel_size == (1, 1, 1) and self.stride == (1, 1, 1) and tuple(self.padding) == (0, 0, 0)
+                and self.groups == 1):
             return _pointwise(x, self.weight, self.bias)
         if not onednn_available():
             return super().forward(x)
