@@ -8,7 +8,7 @@ windows) it picks badly twice, measured on two threads of the project's 2-core V
   last axis, see ``use_mkldnn`` in ATen's Convolution.cpp). A single window falls under that limit and runs
   the im2col ``slow_conv3d``: an 8 -> 4 channel convolution over 32 x 64 x 64 took 123 ms there against
   11 ms in oneDNN, outputs equal to 1e-4. ``OneDNNConv3d`` calls ``aten.mkldnn_convolution`` directly.
-- **Pointwise (1 x 1 x 1, stride 1) convolutions** are the opposite case: oneDNN took 6-8 ms for the 4 -> 1
+- **Pointwise (1 x 1 x 1, stride 1) convolutions** are the opposite case: oneDNN took 3-8 ms for the 4 -> 1
   output head over 32 x 64 x 64 (26 ms for a batch of four windows), a matrix product over the channels
   0.1 ms. ``OneDNNConv3d`` runs them as ``weight @ x`` per window; the values are the same sums.
 

@@ -622,7 +622,7 @@ def test_onednn_conv3d_runs_a_batch_of_one_through_onednn_and_matches_pytorch():
 
 
 def test_onednn_conv3d_runs_a_pointwise_convolution_as_a_matrix_product():
-    """oneDNN is slow for 1 x 1 x 1 convolutions of a few channels (the output head: 6-8 ms per window), so
+    """oneDNN is slow for 1 x 1 x 1 convolutions of a few channels (the output head: 3-8 ms per window), so
     those run as a product over the channel axis; strided pointwise convolutions stay on oneDNN."""
     import torch
     from torch import nn
