@@ -359,17 +359,21 @@ def _timing_claim(numbers: dict, claim, mm: Segmenter, cancer_type: str, n_cases
     pairs = np.array(timing["what_if_vs_full_cpu_s"]) if timing["what_if_vs_full_cpu_s"] else np.full((1, 2), np.nan)
     small_ratio = float(pairs[:, 0].sum() / pairs[:, 1].sum())
     clinical = []
+    stages = {"full": {}, "what_if": {}}  # stage -> wall seconds of every timed run (the Segmenter's own timings)
     for case in generate_cases(cancer_type, "internal", "test", n_cases, seed=seed, shape=shape):
         sp = case.grid.spacing_zyx
         pairs_case = []
         for _ in range(max(1, repeats)):
             mm.clear_cache(text=True)
             cpu = time.process_time()
-            mm.predict(case.hu, sp, cancer_type, case.context)
+            full_result = mm.predict(case.hu, sp, cancer_type, case.context)
             full_case = time.process_time() - cpu
             cpu = time.process_time()
-            mm.what_if(case.hu, sp, cancer_type, _clinical_what_if_context(cancer_type, case.context))
+            what_if_result = mm.what_if(case.hu, sp, cancer_type, _clinical_what_if_context(cancer_type, case.context))
             pairs_case.append((time.process_time() - cpu, full_case))
+            for run, result in (("full", full_result), ("what_if", what_if_result)):
+                for stage, seconds in result.timings.items():
+                    stages[run].setdefault(stage, []).append(seconds)
         what_if_median, full_median = np.median(np.array(pairs_case), axis=0)
         clinical.append((float(what_if_median), float(full_median), list(case.hu.shape)))
     mm.clear_cache()
@@ -383,7 +387,10 @@ def _timing_claim(numbers: dict, claim, mm: Segmenter, cancer_type: str, n_cases
                               "what_if_pairs_same_cases": len(pairs)}
     numbers["timing_clinical"] = {"shape": clinical[0][2], "cases": len(clinical), "repeats": max(1, repeats),
                                   "full_cpu_s": [c[1] for c in clinical], "what_if_cpu_s": [c[0] for c in clinical],
-                                  "what_if_over_full": ratio}
+                                  "what_if_over_full": ratio,
+                                  # Where the time goes: median wall ms per stage, so the ratio can be read off.
+                                  "stages_ms": {run: {stage: float(np.median(v)) * 1000 for stage, v in per.items()}
+                                                for run, per in stages.items()}}
 
 
 def main(argv=None) -> int:
@@ -429,6 +436,10 @@ def main(argv=None) -> int:
           f"  (bench wall {time.perf_counter() - t0:.0f} s)")
     print(f"what-if / full run on these {shape} x {shape} cases, paired, CPU seconds: {t['what_if_over_full_same_cases']:.3f} "
           f"({t['what_if_pairs_same_cases']} what-ifs; not a claim: resampling costs next to nothing at this size)")
+    stages = numbers["timing_clinical"]["stages_ms"]
+    print("not a claim: stages of the clinical-size runs, median wall ms: "
+          + "; ".join(f"{run.replace('_', '-')} " + ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in per.items())
+                      for run, per in stages.items()))
     if "omission_mean_drop_all_sites" in numbers:
         drops = numbers["omission_mean_drop_all_sites"]
         n_all = len(next(iter(numbers["omission_all_sites"].values())))

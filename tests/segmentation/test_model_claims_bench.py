@@ -39,6 +39,12 @@ def test_bench_prints_every_claim_and_an_exit_status_that_matches(cancer_type, n
     clinical = data["numbers"]["timing_clinical"]
     assert clinical["shape"][1:] == [192, 192] and clinical["cases"] == 1 and clinical["repeats"] == 3
     assert claims[-1]["value"] == pytest.approx(clinical["what_if_over_full"])
+    # the stage breakdown of those runs: a full run preprocesses and encodes; a what-if reuses the features
+    full, what_if = clinical["stages_ms"]["full"], clinical["stages_ms"]["what_if"]
+    assert {"preprocess", "text", "image_encoder", "decode", "postprocess", "total"} <= set(full)
+    assert "preprocess" not in what_if and what_if["image_encoder"] < full["image_encoder"]
+    assert all(v >= 0 for v in [*full.values(), *what_if.values()])
+    assert "not a claim: stages of the clinical-size runs, median wall ms: full preprocess" in printed
     numbers = data["numbers"]
     by_kind = numbers["neutral_edit_change_by_kind"]  # edits the rules ignore, on the internal case
     assert sum(v["n"] for v in by_kind.values()) == len(numbers["neutral_edit_change"]) == len(numbers["neutral_edit_kind"])
