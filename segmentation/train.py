@@ -70,9 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="breast: probability of rendering a sample's T/N stages without their subdivision "
                         "(cT1c -> cT1, N2a -> N2); the CTV rules read only the main stage")
     p.add_argument("--consistency-weight", type=float, default=0.0,
-                   help="breast: decode each sample a second time under a neutral edit of its context (another T "
-                        "stage, T left out, another positive N stage, where the ground-truth CTV stays the same) and "
-                        "pull the two probability maps together with this weight; 0 = off")
+                   help="decode each sample a second time under a neutral edit of its context, where the ground-truth "
+                        "CTV stays the same (breast: another T stage, T left out, another positive N stage; prostate: "
+                        "PSA x0.8/x1.25, age -3/+3), and pull the two probability maps together with this weight; "
+                        "0 = off")
     p.add_argument("--neutral-p", type=float, default=0.0,
                    help="probability of training a sample under one of its neutral edits (same ground-truth CTV: "
                         "breast T/N stages, prostate PSA x0.8/x1.25 and age -3/+3) instead of its own context; "

@@ -28,10 +28,11 @@
   rendered without their subdivision (cT1c → cT1, N2a → N2, N1mi → N1). The breast rules depend only on
   the main stage, and with a few dozen training cases a rare string such as "cT1a" or "N2a" otherwise
   becomes a key the model memorises (it over-segmented such cases).
-- Context consistency (``consistency_weight`` > 0, breast): a sample whose context has a *neutral*
-  edit (another T stage, T left out, or another positive N stage, where the ground-truth CTV stays the same; see
-  ``neutral_context_edits``) is decoded a second time under that edit from the same image features, and
-  the two probability maps are pulled together (``context_consistency_loss``). Dice + CE only asks
+- Context consistency (``consistency_weight`` > 0): a sample whose context has a *neutral* edit (breast:
+  another T stage, T left out, or another positive N stage; prostate: PSA x 0.8 or x 1.25, age -3 or +3; where
+  the ground-truth CTV stays the same, see ``neutral_context_edits``) is decoded a second time under that
+  edit from the same image features, and the two probability maps are pulled together
+  (``context_consistency_loss``). Dice + CE only asks
   both prompts for the target; where the model was unsure, "cT1c" and "cT2" still moved hundreds to
   thousands of voxels, so a trainee's irrelevant edit changed the contour and leaving T out changed a
   case's Dice by up to 0.075 (0.018 on average).

@@ -28,12 +28,6 @@ def onednn_available() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
-def _fast_inference_applies(conv: nn.Module, x: torch.Tensor) -> bool:
-    return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
-            and conv.weight.dtype == torch.float32 and conv.padding_mode == "zeros"
-            and not isinstance(conv.padding, str) and x.dim() == 5)
-
-
 def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """A 1 x 1 x 1, stride 1 convolution as a product over the channel axis: [O, C] @ [B, C, voxels]."""
     b, c = x.shape[:2]
@@ -47,8 +41,13 @@ class OneDNNConv3d(nn.Conv3d):
     """``nn.Conv3d`` that, for CPU float32 inference, runs oneDNN even for a batch of one, and a pointwise
     convolution as a matrix product."""
 
+    def _cpu_inference(self, x: torch.Tensor) -> bool:
+        return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+                and self.weight.dtype == torch.float32 and self.padding_mode == "zeros"
+                and not isinstance(self.padding, str) and x.dim() == 5)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _fast_inference_applies(self, x):
+        if not self._cpu_inference(x):
             return super().forward(x)
         if (self.kernel_size == (1, 1, 1) and self.stride == (1, 1, 1) and tuple(self.padding) == (0, 0, 0)
                 and self.groups == 1):
