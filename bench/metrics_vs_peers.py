@@ -9,7 +9,11 @@ busy shared machine distorts far less than wall time; both are printed. Checks o
 ``speedup vs fastest peer: <x>x, max |diff| vs MONAI: <d> mm``. Exits 1 when a value differs from MONAI
 by more than 1e-3. Peers that are not installed are skipped (see requirements-bench.txt).
 
+``--offset-mm D`` moves every prediction D mm along the columns, as a contour drawn on the wrong side is (a
+vision-only guess, a what-if with the laterality flipped): the case where nearest-surface searches cost most.
+
     .venv/bin/python bench/metrics_vs_peers.py [--cases 3] [--repeat 20] [--peer-repeat 3] [--tolerance-mm 2]
+        [--offset-mm 0]
 """
 
 from __future__ import annotations
@@ -34,6 +38,18 @@ from evaluation.synthetic_masks import CT_SHAPE, CT_SPACING_ZYX, ctv_like_pair  
 MONAI_GATE = 1e-3
 REFERENCE_GATE = 1e-6
 COMPARED = ("dice", "hd_mm", "hd95_mm", "assd_mm", "surface_dice")
+
+
+def case_pair(seed: int, offset_mm: float = 0.0):
+    """The CTV-like ``(pred, ref)`` of case ``seed``, the prediction moved ``offset_mm`` along the columns."""
+    pred, ref = ctv_like_pair(seed=seed)
+    shift = int(round(offset_mm / CT_SPACING_ZYX[2]))
+    columns = np.flatnonzero(pred.any(axis=(0, 1)))
+    if columns[0] + shift < 0 or columns[-1] + shift >= pred.shape[2]:
+        raise SystemExit(f"--offset-mm {offset_mm}: the prediction would leave the {pred.shape[2]} columns")
+    if shift:
+        pred = np.roll(pred, shift, axis=2)
+    return pred, ref
 
 
 def _timed(fn, repeat: int):
@@ -105,10 +121,10 @@ PEERS = {"MONAI": monai_panel, "DeepMind surface-distance": deepmind_panel, "med
          "seg-metrics": segmetrics_panel}
 
 
-def _peer_in_child(name: str, seed: int, tolerance_mm: float, timeout_s: float, repeat: int):
+def _peer_in_child(name: str, seed: int, tolerance_mm: float, timeout_s: float, repeat: int, offset_mm: float):
     """Time one peer on one case in a child process, so a slow or memory-hungry peer can be cut off."""
     command = [sys.executable, __file__, "--child-peer", name, "--child-seed", str(seed),
-               "--tolerance-mm", str(tolerance_mm), "--peer-repeat", str(repeat)]
+               "--tolerance-mm", str(tolerance_mm), "--peer-repeat", str(repeat), "--offset-mm", str(offset_mm)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
@@ -125,9 +141,9 @@ def _peer_in_child(name: str, seed: int, tolerance_mm: float, timeout_s: float, 
 REPEAT_BELOW_S = 5.0
 
 
-def _child(name: str, seed: int, tolerance_mm: float, repeat: int) -> int:
+def _child(name: str, seed: int, tolerance_mm: float, repeat: int, offset_mm: float) -> int:
     warnings.filterwarnings("ignore")
-    pred, ref = ctv_like_pair(seed=seed)
+    pred, ref = case_pair(seed, offset_mm)
     small_pred, small_ref = pred[40:60, 200:320, 200:320].copy(), ref[40:60, 200:320, 200:320].copy()
     try:
         PEERS[name](small_pred, small_ref, CT_SPACING_ZYX, tolerance_mm)  # imports and first-call set-up
@@ -156,25 +172,28 @@ def main(argv=None) -> int:
     parser.add_argument("--peer-timeout-s", type=float, default=240.0, help="cut-off for one peer on one case")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset of: " + ", ".join(PEERS))
     parser.add_argument("--tolerance-mm", type=float, default=2.0)
+    parser.add_argument("--offset-mm", type=float, default=0.0,
+                        help="move each prediction this far along the columns (a contour on the wrong side)")
     parser.add_argument("--child-peer", help=argparse.SUPPRESS)
     parser.add_argument("--child-seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_peer:
-        return _child(args.child_peer, args.child_seed, args.tolerance_mm, max(args.peer_repeat, 1))
+        return _child(args.child_peer, args.child_seed, args.tolerance_mm, max(args.peer_repeat, 1), args.offset_mm)
     peers = [name.strip() for name in args.peers.split(",") if name.strip()]
     unknown = [name for name in peers if name not in PEERS]
     if unknown:
         parser.error(f"--peers: unknown {unknown}")
     warnings.filterwarnings("ignore")
     spacing = CT_SPACING_ZYX
-    print(f"masks {CT_SHAPE} at {spacing} mm, {args.cases} CTV-like cases, tolerance {args.tolerance_mm} mm")
+    print(f"masks {CT_SHAPE} at {spacing} mm, {args.cases} CTV-like cases, tolerance {args.tolerance_mm} mm"
+          + (f", predictions moved {args.offset_mm:g} mm along the columns" if args.offset_mm else ""))
 
     walls: dict[str, list[float]] = {"ours": []}
     cpus: dict[str, list[float]] = {"ours": []}
     max_diff_monai = 0.0
     max_diff_reference = 0.0
     for case in range(args.cases):
-        pred, ref = ctv_like_pair(seed=case)
+        pred, ref = case_pair(case, args.offset_mm)
         print(f"\ncase {case}: reference {ref.sum()} voxels, prediction {pred.sum()} voxels")
         wall_ours, cpu_ours, v_ours = _timed(lambda: ours(pred, ref, spacing, args.tolerance_mm), args.repeat)
         walls["ours"].append(wall_ours)
@@ -185,7 +204,7 @@ def main(argv=None) -> int:
             max_diff_reference = max(max_diff_reference, abs(value - v_ours[key]))
         for name in peers:
             wall_peer, cpu_peer, v_peer = _peer_in_child(name, case, args.tolerance_mm, args.peer_timeout_s,
-                                                      args.peer_repeat)
+                                                      args.peer_repeat, args.offset_mm)
             if v_peer is None:
                 note = {"missing": "not installed; skipped", "timeout": f"over {args.peer_timeout_s:.0f} s; cut off"}
                 print(f"  {name}: {note.get(wall_peer, wall_peer)}")

@@ -11,8 +11,16 @@ Exact distances without a distance transform of the volume:
 2. ``directed_sq_distances``: for every source voxel at ``(z, y, x)``, the exact squared distance to the
    nearest target voxel is ``min over (dz, dy) of gap_squares[row_gaps[z+dz, y+dy, x]] + (dz*sz)^2 +
    (dy*sy)^2``. Slices are visited by growing ``|dz|`` and rows by growing ``|dy|``; a visit stops as soon
-   as its ``(dz*sz)^2 + (dy*sy)^2`` alone reaches the best value found, so every point stops at its exact
-   answer after a handful of rows and no search radius or fallback is needed.
+   as its ``(dz*sz)^2 + (dy*sy)^2`` alone reaches the best value found, so a point near the target stops at
+   its exact answer after a handful of rows. A point far from the target (a contour on the wrong side: a
+   vision-only guess, a what-if with the laterality flipped) visits every row and slice within that
+   distance, so the search carries a budget of row visits and gives up when it is spent.
+2b. ``planar_sq_distance_map`` then gives, for every voxel of the box, the exact squared in-plane distance to
+   the nearest target voxel of its slice: ``min over dy of gap_squares[row_gaps[z, y+dy, x]] + (dy*sy)^2``,
+   the lower envelope of one parabola per row (Felzenszwalb & Huttenlocher's 1-D distance transform, run
+   down each column), in time linear in the box. ``directed_sq_distances_planar`` finishes each source
+   voxel over slices only, by growing ``|dz|`` with the same stop, so a far point costs one visit per slice
+   instead of one per row and slice. Both paths minimise over the same candidates and agree to rounding.
 3. ``uncovered_per_slice`` runs the same search within one slice, only up to the APL tolerance.
 4. ``occupancy`` finds which slices, rows and columns of a full mask are occupied (its bounding box).
 
@@ -131,9 +139,114 @@ def _nearest_sq_at(z, y, x, gaps, squares, step_z, step_y, planar, limit_sq):
 
 
 @njit(cache=True, nogil=True)
-def directed_sq_distances(source, gaps, squares, step_z, step_y, count):
+def _nearest_sq_within_budget(z, y, x, gaps, squares, step_z, step_y, budget):
+    """``_nearest_sq_at`` (3-D, no limit) that stops after ``budget`` row visits; returns ``(squared distance,
+    row visits made)``, the distance being exact only when the visits stayed within the budget."""
+    nz, ny, _ = gaps.shape
+    best = math.inf
+    visits = 0
+    for adz in range(nz):
+        bz = (adz * step_z) * (adz * step_z)
+        if bz >= best or (adz > z and z + adz >= nz):
+            break
+        for side in range(2):
+            if adz == 0 and side == 1:
+                break
+            z2 = z + adz if side == 0 else z - adz
+            if z2 < 0 or z2 >= nz:
+                continue
+            for ady in range(ny):
+                b = bz + (ady * step_y) * (ady * step_y)
+                if b >= best or (ady > y and y + ady >= ny):
+                    break
+                visits += 1
+                if visits > budget:
+                    return best, visits
+                if y + ady < ny:
+                    c = squares[gaps[z2, y + ady, x]] + b
+                    if c < best:
+                        best = c
+                if ady and ady <= y:
+                    c = squares[gaps[z2, y - ady, x]] + b
+                    if c < best:
+                        best = c
+    return best, visits
+
+
+@njit(cache=True, nogil=True)
+def directed_sq_distances(source, gaps, squares, step_z, step_y, count, budget):
     """Squared distances (mm^2) from each True voxel of ``source`` (C order, ``count`` of them) to the nearest
-    target voxel, given the target's ``row_gaps`` (same shape as ``source``) and ``gap_squares``."""
+    target voxel, given the target's ``row_gaps`` (same shape as ``source``) and ``gap_squares``.
+
+    Returns ``(distances, complete)``. The search stops once it has made ``budget`` row visits in all; then
+    ``complete`` is False and the distances are not to be used (``directed_sq_distances_planar`` answers
+    in time linear in the box instead)."""
+    nz, ny, nx = source.shape
+    out = np.empty(count, dtype=np.float64)
+    i = 0
+    left = budget
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if source[z, y, x]:
+                    best, visits = _nearest_sq_within_budget(z, y, x, gaps, squares, step_z, step_y, left)
+                    left -= visits
+                    if left < 0:
+                        return out, False
+                    out[i] = best
+                    i += 1
+    return out, True
+
+
+@njit(cache=True, nogil=True)
+def planar_sq_distance_map(gaps, squares, step_y):
+    """Per voxel, the exact squared in-plane distance (mm^2) to the nearest target voxel of the same slice
+    (``inf`` in a slice without target), from the target's ``row_gaps`` and ``gap_squares``: down each
+    column, the lower envelope of the parabolas ``f(q) + ((p - q) * step_y)^2``, one per row ``q`` that holds
+    target, where ``f(q)`` is the squared column gap at ``(q, x)``."""
+    nz, ny, nx = gaps.shape
+    out = np.empty((nz, ny, nx), dtype=np.float64)
+    rows = np.empty(ny, dtype=np.int64)  # the rows whose parabolas form the envelope, left to right
+    starts = np.empty(ny, dtype=np.float64)  # where along the column each of them starts to be lowest
+    heights = np.empty(ny, dtype=np.float64)
+    sy2 = step_y * step_y
+    for z in range(nz):
+        for x in range(nx):
+            k = -1
+            for q in range(ny):
+                fq = squares[gaps[z, q, x]]
+                heights[q] = fq
+                if fq == math.inf:
+                    continue
+                s = -math.inf
+                while k >= 0:
+                    r = rows[k]
+                    s = ((fq + q * q * sy2) - (heights[r] + r * r * sy2)) / (2.0 * sy2 * (q - r))
+                    if s > starts[k]:
+                        break
+                    k -= 1
+                    s = -math.inf
+                k += 1
+                rows[k] = q
+                starts[k] = s
+            if k < 0:
+                for p in range(ny):
+                    out[z, p, x] = math.inf
+                continue
+            j = 0
+            for p in range(ny):
+                while j < k and starts[j + 1] <= p:
+                    j += 1
+                d = (p - rows[j]) * step_y
+                out[z, p, x] = heights[rows[j]] + d * d
+    return out
+
+
+@njit(cache=True, nogil=True)
+def directed_sq_distances_planar(source, planar, step_z, count):
+    """Squared distances (mm^2) from each True voxel of ``source`` (C order, ``count`` of them) to the nearest
+    target voxel, given the target's ``planar_sq_distance_map``: slices are visited by growing ``|dz|`` until
+    ``(dz*sz)^2`` alone reaches the best value found."""
     nz, ny, nx = source.shape
     out = np.empty(count, dtype=np.float64)
     i = 0
@@ -141,7 +254,20 @@ def directed_sq_distances(source, gaps, squares, step_z, step_y, count):
         for y in range(ny):
             for x in range(nx):
                 if source[z, y, x]:
-                    out[i] = _nearest_sq_at(z, y, x, gaps, squares, step_z, step_y, False, math.inf)
+                    best = planar[z, y, x]
+                    for adz in range(1, nz):
+                        bz = (adz * step_z) * (adz * step_z)
+                        if bz >= best:
+                            break
+                        if z + adz < nz:
+                            c = planar[z + adz, y, x] + bz
+                            if c < best:
+                                best = c
+                        if z - adz >= 0:
+                            c = planar[z - adz, y, x] + bz
+                            if c < best:
+                                best = c
+                    out[i] = best
                     i += 1
     return out
 

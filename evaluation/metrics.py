@@ -38,8 +38,11 @@ Speed (see docs/benchmarks.md): each full mask is read once, eight voxels per op
 bounding box; all other work (overlap counts, surfaces, slice contours) runs on the union box. Distances are
 exact nearest-neighbour searches over surface voxels in compiled loops (``evaluation.distance_kernels``):
 per target row the column distance to its nearest surface voxel is tabulated once, and each source voxel
-then visits rows by growing slice and row offset until the offset alone exceeds its best distance. No
-distance transform of the volume, no search radius and no approximate fallback.
+then visits rows by growing slice and row offset until the offset alone exceeds its best distance. That
+search costs a few visits per point near the target and grows with the square of the distance; when a
+contour lies far from the other (the wrong side), a budget of visits runs out and an exact in-plane distance
+map of the box (one parabola envelope per column) finishes the job over slices only. No distance transform
+of the volume, no search radius and no approximate fallback: both ways give exact distances.
 """
 
 from __future__ import annotations
@@ -170,19 +173,34 @@ def _check_columns(box_shape) -> None:
                                "(the distance kernels store column gaps as int16)")
 
 
+# Row visits the nearest-target search may make, per voxel of the box, before the planar distance map takes
+# over. A visit costs about 2 ns and the map about 5.5 ns per box voxel, so a far contour pays at most the map
+# plus a little under its cost again, and a near one (about one visit per box voxel) never pays for the map.
+# Measured both ways on a 100 x 512 x 512 breast CTV (1.5 x 0.98 x 0.98 mm), one thread: the same contour on
+# the other side, 15 cm away: search 504 ms, map 46 ms, with this budget 72 ms; a near contour: search 5.4 ms,
+# map 20 ms, with this budget 5.3 ms.
+SEARCH_VISITS_PER_BOX_VOXEL = 2
+
+
 def _directed_distances(source_surface: np.ndarray, target_surface: np.ndarray, spacing: np.ndarray,
-                        count: int) -> np.ndarray:
+                        count: int, visits_per_box_voxel: float = SEARCH_VISITS_PER_BOX_VOXEL) -> np.ndarray:
     """Exact directed surface distances (mm, float64), one per True voxel of ``source_surface`` in C order.
 
-    ``count`` is the number of source voxels; both surfaces are crops of the same box.
+    ``count`` is the number of source voxels; both surfaces are crops of the same box. The row search runs
+    first; past its budget (``visits_per_box_voxel`` times the box's voxels) the planar distance map answers.
     """
     if count == 0:
         return np.empty(0, dtype=np.float64)
     _check_columns(target_surface.shape)
     kernels = _kernels()
     squares = kernels.gap_squares(target_surface.shape[2], float(spacing[2]))
-    squared = kernels.directed_sq_distances(source_surface, kernels.row_gaps(target_surface), squares,
-                                            float(spacing[0]), float(spacing[1]), count)
+    gaps = kernels.row_gaps(target_surface)
+    budget = int(min(visits_per_box_voxel * target_surface.size, 2 ** 62))  # an int64 for the kernel
+    squared, complete = kernels.directed_sq_distances(source_surface, gaps, squares, float(spacing[0]),
+                                                      float(spacing[1]), count, budget)
+    if not complete:
+        planar = kernels.planar_sq_distance_map(gaps, squares, float(spacing[1]))
+        squared = kernels.directed_sq_distances_planar(source_surface, planar, float(spacing[0]), count)
     return np.sqrt(squared, out=squared)
 
 

@@ -107,6 +107,47 @@ def test_directed_distances_equal_reference_elementwise_as_a_multiset():
     np.testing.assert_allclose(np.sort(d_rp), np.sort(r_rp), atol=1e-9)
 
 
+def _far_apart_pair():
+    """A CTV-like contour and the same contour moved 50 voxels (49 mm) along the columns, as a contour drawn on
+    the wrong side is: far enough that the row search gives up and the planar distance map answers."""
+    pred, ref = ctv_like_pair(3, shape=(40, 150, 200), spacing_zyx=SPACING)
+    return np.roll(pred, 50, axis=2), ref
+
+
+@pytest.mark.parametrize("visits_per_box_voxel", [0, 2, 1e9], ids=["planar-map", "default-budget", "row-search"])
+def test_both_distance_paths_equal_the_reference_elementwise(visits_per_box_voxel):
+    from evaluation.metrics import _directed_distances, _pad_zero, _surface_3d, _union_or_none
+    from evaluation.reference_metrics import reference_surface_distances
+
+    spacing = np.asarray((2.5, 0.9, 1.1))
+    for pred, ref in (_far_apart_pair(), ctv_like_pair(8, shape=(40, 150, 150), spacing_zyx=tuple(spacing))):
+        box = _union_or_none(pred, ref)
+        surf_pred, surf_ref = _surface_3d(_pad_zero(pred[box])), _surface_3d(_pad_zero(ref[box]))
+        d_pr = _directed_distances(surf_pred, surf_ref, spacing, int(surf_pred.sum()), visits_per_box_voxel)
+        d_rp = _directed_distances(surf_ref, surf_pred, spacing, int(surf_ref.sum()), visits_per_box_voxel)
+        r_pr, r_rp = reference_surface_distances(pred, ref, tuple(spacing))
+        np.testing.assert_allclose(np.sort(d_pr), np.sort(r_pr), atol=1e-9)
+        np.testing.assert_allclose(np.sort(d_rp), np.sort(r_rp), atol=1e-9)
+
+
+def test_a_contour_far_from_the_reference_is_measured_through_the_planar_map(monkeypatch):
+    from evaluation import distance_kernels
+
+    calls = []
+    original = distance_kernels.planar_sq_distance_map
+    monkeypatch.setattr(distance_kernels, "planar_sq_distance_map", lambda *a: calls.append(1) or original(*a))
+    pred, ref = _far_apart_pair()
+    panel = compute_panel(pred, ref, SPACING, tolerance_mm=2.0)
+    assert len(calls) == 2  # both directions ran out of search budget
+    reference = reference_surface_metrics(pred, ref, SPACING, 2.0)
+    for key in ("hd_mm", "hd95_mm", "assd_mm", "surface_dice"):
+        assert abs(panel[key] - reference[key]) <= 1e-6, key
+    assert panel["hd95_mm"] > 40
+    calls.clear()
+    compute_panel(*ctv_like_pair(3, shape=(40, 150, 200), spacing_zyx=SPACING), SPACING)
+    assert calls == []  # a near contour never pays for the map
+
+
 def test_label_and_noncontiguous_inputs_give_the_same_panel():
     pred, ref = ctv_like_pair(3, shape=(30, 128, 128), spacing_zyx=SPACING)
     as_bool = compute_panel(pred, ref, SPACING)
