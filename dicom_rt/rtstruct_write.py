@@ -19,8 +19,11 @@ import datetime as _dt
 from typing import Callable, Sequence
 
 import numpy as np
+from pydicom.charset import default_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 from skimage.measure import approximate_polygon, find_contours
 
@@ -72,6 +75,22 @@ def _format_ds(value: float) -> str:
     if len(text) > 16:
         text = f"{value:.8g}"
     return text
+
+
+CONTOUR_DATA = Tag(0x3006, 0x0050)
+
+
+def contour_data_element(coordinates) -> RawDataElement:
+    """ContourData (3006,0050) for explicit VR little endian, already encoded: the ``_format_ds`` strings joined
+    by backslashes and padded with a space to an even length, the bytes pydicom writes for a list of those
+    strings. Built directly because pydicom makes and validates one DSfloat per value (a regular expression
+    each): 1.2 s of the 1.8 s an RTSTRUCT of a 100-slice breast CTV took, about 114,000 values. Every string
+    is a valid DS by construction (at most 16 characters of digits, sign, point and exponent)."""
+    text = "\\".join(_format_ds(v) for v in np.asarray(coordinates, dtype=float).ravel())
+    if len(text) % 2:
+        text += " "
+    value = text.encode("ascii")
+    return RawDataElement(CONTOUR_DATA, "DS", len(value), value, 0, False, True)
 
 
 def _copy_if_present(source: Dataset, target: Dataset, keywords: Sequence[str]) -> None:
@@ -205,7 +224,11 @@ def build_rtstruct(
                 contour.ContourImageSequence = DicomSequence([contour_image(ct_datasets_sorted[int(k)])])
                 contour.ContourGeometricType = "CLOSED_PLANAR"
                 contour.NumberOfContourPoints = len(xyz)
-                contour.ContourData = [_format_ds(v) for v in xyz.ravel()]
+                contour[CONTOUR_DATA] = contour_data_element(xyz)
+                # Declared as already in the output's encoding (explicit VR little endian; a new item's text
+                # charset is pydicom's default), so that pydicom writes the raw ContourData as it is instead of
+                # decoding it into DSfloats first: the documented use of this call. The values are ASCII.
+                contour.set_original_encoding(False, True, default_encoding)
                 contours.append(contour)
         roi_contour = Dataset()
         roi_contour.ROIDisplayColor = color

@@ -12,8 +12,9 @@ from portal.imaging import storage
 def write_job_rtstruct(job, mask) -> str:
     """Write ``results/job_rtstruct/<job id>.dcm`` and return its store-relative path."""
     series = job.case.ct_series
-    datasets = [pydicom.dcmread(storage.absolute(inst.file_path), stop_before_pixels=True)
-                for inst in series.instances.order_by("slice_index")]
+    # Only the paths: an instance row also holds its DICOM JSON, 60 ms to decode for 100 slices.
+    paths = series.instances.order_by("slice_index").values_list("file_path", flat=True)
+    datasets = [pydicom.dcmread(storage.absolute(path), stop_before_pixels=True) for path in paths]
     name = f"CTV {job.case.cancer_type} (job {job.pk})"[:64]
     ds = build_rtstruct(datasets, [(name, mask, (255, 64, 64), "CTV")],
                         structure_set_label=f"ContextRT job {job.pk}"[:16],
