@@ -43,6 +43,9 @@ def build_broker(url: str):
         raise ValueError(f"BROKER_URL {url!r}: expected empty (in-process), redis://... or amqp://...")
     for queue in QUEUES:
         broker.declare_queue(queue)
+    from gpu_worker.warmup import WarmUpMiddleware
+
+    broker.add_middleware(WarmUpMiddleware())  # loads CONTEXTRT_WARM_CHECKPOINTS when a worker boots
     return broker
 
 

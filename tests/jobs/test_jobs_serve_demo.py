@@ -28,6 +28,7 @@ def test_serve_demo_runs_jobs_in_process(tmp_path, realdata_dir):
         live.close()
         log = (portal.workdir / "portal.log").read_text()
         assert "Demo logins" in log and "in-process worker started" in log
+        assert "warming up in the background: tiny-breast.pt" in log
     except BaseException:
         print(portal.logs())
         raise
