@@ -84,8 +84,9 @@ def contour_data_element(coordinates) -> RawDataElement:
     """ContourData (3006,0050) for explicit VR little endian, already encoded: the ``_format_ds`` strings joined
     by backslashes and padded with a space to an even length, the bytes pydicom writes for a list of those
     strings. Built directly because pydicom makes and validates one DSfloat per value (a regular expression
-    each): 1.2 s of the 1.8 s an RTSTRUCT of a 100-slice breast CTV took, about 114,000 values. Every string
-    is a valid DS by construction (at most 16 characters of digits, sign, point and exponent)."""
+    each), most of the time an RTSTRUCT took: for the CTV of a 100-slice breast CT (about 100,000 values)
+    ``build_rtstruct`` and ``save_as`` went from 0.50-0.67 s to 0.14-0.15 s. Every string is a valid DS by
+    construction (at most 16 characters of digits, sign, point and exponent)."""
     text = "\\".join(_format_ds(v) for v in np.asarray(coordinates, dtype=float).ravel())
     if len(text) % 2:
         text += " "
