@@ -105,47 +105,22 @@ def gap_squares(ncols: int, step_x: float) -> np.ndarray:
     return squares
 
 
+# A budget no search can spend (an int64, as the kernels take it).
+UNLIMITED_VISITS = 2 ** 62
+
+
 @njit(cache=True, nogil=True)
-def _nearest_sq_at(z, y, x, gaps, squares, step_z, step_y, planar, limit_sq):
-    """Exact squared distance from voxel ``(z, y, x)`` to the nearest target voxel, given the target's
-    ``row_gaps`` and their ``gap_squares`` (see the module docstring), or ``limit_sq`` when nothing is
-    nearer than that."""
+def _nearest_sq_at(z, y, x, gaps, squares, step_z, step_y, planar, limit_sq, budget):
+    """Squared distance from voxel ``(z, y, x)`` to the nearest target voxel, given the target's ``row_gaps``
+    and their ``gap_squares`` (see the module docstring), or ``limit_sq`` when nothing is nearer than that.
+
+    Returns ``(squared distance, row visits made)``. The search stops after ``budget`` row visits; the distance
+    is exact when the visits stayed within the budget."""
     nz, ny, _ = gaps.shape
     best = limit_sq
+    visits = 0
     max_dz = 0 if planar else nz - 1
     for adz in range(max_dz + 1):
-        bz = (adz * step_z) * (adz * step_z)
-        if bz >= best or (adz > z and z + adz >= nz):
-            break
-        for side in range(2):
-            if adz == 0 and side == 1:
-                break
-            z2 = z + adz if side == 0 else z - adz
-            if z2 < 0 or z2 >= nz:
-                continue
-            for ady in range(ny):
-                b = bz + (ady * step_y) * (ady * step_y)
-                if b >= best or (ady > y and y + ady >= ny):
-                    break
-                if y + ady < ny:
-                    c = squares[gaps[z2, y + ady, x]] + b
-                    if c < best:
-                        best = c
-                if ady and ady <= y:
-                    c = squares[gaps[z2, y - ady, x]] + b
-                    if c < best:
-                        best = c
-    return best
-
-
-@njit(cache=True, nogil=True)
-def _nearest_sq_within_budget(z, y, x, gaps, squares, step_z, step_y, budget):
-    """``_nearest_sq_at`` (3-D, no limit) that stops after ``budget`` row visits; returns ``(squared distance,
-    row visits made)``, the distance being exact only when the visits stayed within the budget."""
-    nz, ny, _ = gaps.shape
-    best = math.inf
-    visits = 0
-    for adz in range(nz):
         bz = (adz * step_z) * (adz * step_z)
         if bz >= best or (adz > z and z + adz >= nz):
             break
@@ -189,7 +164,7 @@ def directed_sq_distances(source, gaps, squares, step_z, step_y, count, budget):
         for y in range(ny):
             for x in range(nx):
                 if source[z, y, x]:
-                    best, visits = _nearest_sq_within_budget(z, y, x, gaps, squares, step_z, step_y, left)
+                    best, visits = _nearest_sq_at(z, y, x, gaps, squares, step_z, step_y, False, math.inf, left)
                     left -= visits
                     if left < 0:
                         return out, False
@@ -286,7 +261,7 @@ def uncovered_per_slice(source, gaps, squares, step_y, tolerance_mm):
         for y in range(ny):
             for x in range(nx):
                 if source[z, y, x]:
-                    d2 = _nearest_sq_at(z, y, x, gaps, squares, 0.0, step_y, True, limit_sq)
+                    d2, _ = _nearest_sq_at(z, y, x, gaps, squares, 0.0, step_y, True, limit_sq, UNLIMITED_VISITS)
                     if d2 >= limit_sq or not math.sqrt(d2) <= tolerance_mm:
                         counts[z] += 1
     return counts

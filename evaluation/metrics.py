@@ -195,7 +195,7 @@ def _directed_distances(source_surface: np.ndarray, target_surface: np.ndarray, 
     kernels = _kernels()
     squares = kernels.gap_squares(target_surface.shape[2], float(spacing[2]))
     gaps = kernels.row_gaps(target_surface)
-    budget = int(min(visits_per_box_voxel * target_surface.size, 2 ** 62))  # an int64 for the kernel
+    budget = int(min(visits_per_box_voxel * target_surface.size, kernels.UNLIMITED_VISITS))
     squared, complete = kernels.directed_sq_distances(source_surface, gaps, squares, float(spacing[0]),
                                                       float(spacing[1]), count, budget)
     if not complete:
