@@ -38,7 +38,7 @@ class Command(BaseCommand):
     def _warm_up(self):
         """Have the in-process worker load the default checkpoint of each cancer type when it boots
         (``CONTEXTRT_WARM_CHECKPOINTS`` wins when set), and load the metric kernels, both in the background:
-        the first job then takes about 1 s instead of about 9 s."""
+        the first job then takes under a second instead of about 4 s (docs/workers.md)."""
         import os
         import threading
 
