@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,10 @@ import numpy as np
 from gpu_worker.errors import BadInput, TransientError
 
 IN_PROCESS = "inprocess:"
+
+# A checkpoint is named by a plain file name, never a path: the portal accepts only such names, and a worker
+# joins the name to its own directories, so a name must not be able to leave them.
+CHECKPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.pt$")
 
 
 # Upper bound on a decoded volume (voxels): a result never exceeds its CT grid, and an upload's header must
@@ -252,6 +257,8 @@ class HttpClient:
 
     def checkpoint(self, name: str) -> Path:
         """The local file of a checkpoint: the worker's own checkpoint dir, else downloaded once from the portal."""
+        if not isinstance(name, str) or not CHECKPOINT_NAME.match(name):
+            raise BadInput(f"checkpoint {name!r}: expected a file name like 'model.pt'")
         local_dir = Path(os.environ.get("CONTEXTRT_CHECKPOINT_DIR", "segmentation/checkpoints"))
         if (local_dir / name).is_file():
             return local_dir / name

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 
 from django.conf import settings
@@ -19,12 +18,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from clinical import CANCER_TYPES
+from gpu_worker.client import CHECKPOINT_NAME
 from portal.accounts import scoping
 from portal.jobs import events
 from portal.jobs.models import FINAL_STATES, REUSABLE_STATES, TRANSITIONS, Job, Kind, Queue, State
 from portal.imaging.volume import series_fingerprint
 
-_CHECKPOINT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.pt$")
 MAX_MESSAGE = 200
 
 
@@ -52,7 +51,7 @@ def available_checkpoints() -> list[str]:
     directory = checkpoint_dir()
     if not directory.is_dir():
         return []
-    return sorted(p.name for p in directory.glob("*.pt") if _CHECKPOINT_RE.match(p.name))
+    return sorted(p.name for p in directory.glob("*.pt") if CHECKPOINT_NAME.match(p.name))
 
 
 def checkpoint_cancer_type(name: str) -> str | None:
@@ -87,7 +86,7 @@ def default_checkpoint(cancer_type: str | None = None) -> str:
 
 def checkpoint_path(name: str) -> Path:
     """The file of a checkpoint by name; only plain ``*.pt`` names inside the checkpoint dir."""
-    if not isinstance(name, str) or not _CHECKPOINT_RE.match(name):
+    if not isinstance(name, str) or not CHECKPOINT_NAME.match(name):
         raise JobError(f"checkpoint {name!r}: expected a file name like 'model.pt'", field="checkpoint")
     path = checkpoint_dir() / name
     if not path.is_file():

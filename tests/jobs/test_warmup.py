@@ -70,3 +70,21 @@ def test_without_names_nothing_starts_and_every_broker_carries_the_middleware(mo
     middleware.after_worker_boot(None, None)
     assert middleware.thread is None
     assert any(isinstance(m, warmup.WarmUpMiddleware) for m in build_broker("").middleware)
+
+
+def test_a_worker_never_joins_a_checkpoint_name_that_is_a_path_to_its_folders(tmp_path, monkeypatch):
+    """Names come from job specs and CONTEXTRT_WARM_CHECKPOINTS; the HTTP client refuses anything but a plain
+    ``*.pt`` file name before it touches a folder or the network, and a warm-up only logs the refusal."""
+    import pytest
+
+    from gpu_worker.client import HttpClient
+
+    monkeypatch.setenv("CONTEXTRT_CHECKPOINT_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("CONTEXTRT_WORKER_CACHE", str(tmp_path / "cache"))
+    client = HttpClient("http://127.0.0.1:9", "token")  # nothing listens there: no call may be made
+    for name in ("../escape.pt", "/etc/passwd.pt", "sub/model.pt", "model.bin", ".hidden.pt", ""):
+        with pytest.raises(BadInput, match="expected a file name"):
+            client.checkpoint(name)
+    cache = ModelCache(capacity=1, device="cpu")
+    assert warmup.warm_up(["../escape.pt"], client, cache) == {} and cache.loads == 0
+    assert not (tmp_path / "cache").exists()
